@@ -1,0 +1,175 @@
+import CPNG
+import MapCore
+
+/// Every libpng call of the project lives in this file. It uses libpng's simplified `png_image` API, which reports
+/// errors through return codes and a message (no longjmp crosses Swift frames); they become `MapError`s here.
+///
+/// Sample values are kept exactly: 16-bit files are read as linear 16-bit (no gamma conversion for files without a
+/// gAMA chunk, which is what depth and id images are), 8-bit files as 8-bit.
+public enum PNGCodec {
+    /// Header facts of a PNG file.
+    public struct Info: Sendable, Equatable {
+        public var width: Int
+        public var height: Int
+        /// True for 16-bit samples.
+        public var is16Bit: Bool
+        public var hasColor: Bool
+        public var hasAlpha: Bool
+
+        public init(width: Int, height: Int, is16Bit: Bool, hasColor: Bool, hasAlpha: Bool) {
+            self.width = width; self.height = height; self.is16Bit = is16Bit; self.hasColor = hasColor
+            self.hasAlpha = hasAlpha
+        }
+    }
+
+    public static func info(_ bytes: [UInt8], source: String) throws -> Info {
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
+        return Info(width: Int(image.width), height: Int(image.height),
+                    is16Bit: image.format & PNG_FORMAT_FLAG_LINEAR != 0,
+                    hasColor: image.format & PNG_FORMAT_FLAG_COLOR != 0,
+                    hasAlpha: image.format & PNG_FORMAT_FLAG_ALPHA != 0)
+    }
+
+    /// Any PNG (grey, palette, RGB, with or without alpha, 8 or 16 bit) as 8-bit RGB; alpha is dropped.
+    public static func decodeRGB8(_ bytes: [UInt8], source: String) throws -> RGBImage {
+        let (w, h, data): (Int, Int, [UInt8]) = try decode(bytes, format: PNG_FORMAT_RGB, channels: 3,
+                                                           flags: UInt32(PNG_IMAGE_FLAG_16BIT_sRGB), source: source)
+        return RGBImage(width: w, height: h, channels: 3, data: data)
+    }
+
+    /// An 8-bit single-channel PNG (class-id images, binary masks). A 16-bit file is refused: its values would not fit.
+    public static func decodeGray8(_ bytes: [UInt8], source: String) throws -> Image<UInt8> {
+        let i = try info(bytes, source: source)
+        guard !i.is16Bit else {
+            throw MapError(.badFormat, "expected an 8-bit single-channel PNG, found 16-bit samples", file: source,
+                           hint: "read this file as a 16-bit image")
+        }
+        let (w, h, data): (Int, Int, [UInt8]) = try decode(bytes, format: UInt32(PNG_FORMAT_GRAY), channels: 1, flags: 0,
+                                                           source: source)
+        return Image(width: w, height: h, channels: 1, data: data)
+    }
+
+    /// A single-channel PNG as 16-bit values (depth, instance ids). 8-bit files are widened without scaling.
+    public static func decodeGray16(_ bytes: [UInt8], source: String) throws -> Gray16Image {
+        let i = try info(bytes, source: source)
+        guard !i.hasColor else {
+            throw MapError(.badFormat, "expected a single-channel (grey) PNG, found a colour image", file: source,
+                           hint: "depth and id images must be 1-channel 16-bit PNGs")
+        }
+        if !i.is16Bit {
+            let g8 = try decodeGray8(bytes, source: source)
+            return Gray16Image(width: g8.width, height: g8.height, channels: 1, data: g8.data.map { UInt16($0) })
+        }
+        let (w, h, data): (Int, Int, [UInt16]) = try decode(bytes, format: PNG_FORMAT_LINEAR_Y, channels: 1, flags: 0,
+                                                            source: source)
+        return Gray16Image(width: w, height: h, channels: 1, data: data)
+    }
+
+    public static func encodeRGB8(_ image: RGBImage, fast: Bool = true) throws -> [UInt8] {
+        guard image.channels == 3 else {
+            throw MapError(.badArgument, "PNG RGB encode needs 3 channels, got \(image.channels)")
+        }
+        return try encode(image.data, width: image.width, height: image.height, format: PNG_FORMAT_RGB, fast: fast)
+    }
+
+    public static func encodeGray8(_ image: Image<UInt8>, fast: Bool = true) throws -> [UInt8] {
+        guard image.channels == 1 else {
+            throw MapError(.badArgument, "PNG grey encode needs 1 channel, got \(image.channels)")
+        }
+        return try encode(image.data, width: image.width, height: image.height, format: UInt32(PNG_FORMAT_GRAY), fast: fast)
+    }
+
+    public static func encodeGray16(_ image: Gray16Image, fast: Bool = true) throws -> [UInt8] {
+        guard image.channels == 1 else {
+            throw MapError(.badArgument, "PNG 16-bit encode needs 1 channel, got \(image.channels)")
+        }
+        return try encode(image.data, width: image.width, height: image.height, format: PNG_FORMAT_LINEAR_Y, fast: fast)
+    }
+
+    // MARK: - funnel
+
+    private static func failure(_ image: png_image, source: String, action: String) -> MapError {
+        var msg = image.message
+        let text = withUnsafeBytes(of: &msg) { raw -> String in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            let n = bytes.firstIndex(of: 0) ?? bytes.count
+            return String(decoding: bytes[..<n], as: UTF8.self)
+        }
+        let lower = text.lowercased()
+        let truncated = lower.contains("read beyond end") || lower.contains("truncated") || lower.contains("not enough")
+            || lower.contains("unexpected end") || lower.contains("eof") || lower.contains("too short")
+        return MapError(truncated ? .truncatedFile : .corruptFile, "PNG \(action) failed: \(text.isEmpty ? "unknown libpng error" : text)",
+                        file: source, hint: truncated ? "the file is cut short; re-copy or re-export it" : "the file is not a valid PNG; re-export it")
+    }
+
+    private static func begin(_ image: inout png_image, _ bytes: [UInt8], source: String) throws {
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        guard bytes.count >= 8 else {
+            throw MapError(.truncatedFile, "PNG has only \(bytes.count) bytes", file: source,
+                           hint: "the file is cut short; re-copy or re-export it")
+        }
+        let ok = bytes.withUnsafeBytes { raw in png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count) }
+        guard ok != 0 else {
+            let e = failure(image, source: source, action: "header read")
+            png_image_free(&image)
+            throw e
+        }
+    }
+
+    private static func decode<T: FixedWidthInteger>(_ bytes: [UInt8], format: UInt32, channels: Int, flags: UInt32,
+                                                     source: String) throws -> (Int, Int, [T]) {
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        image.format = format
+        image.flags |= flags
+        let w = Int(image.width), h = Int(image.height)
+        var out = [T](repeating: 0, count: w * h * channels)
+        let ok = out.withUnsafeMutableBytes { dst in
+            // row_stride is in components (not bytes).
+            png_image_finish_read(&image, nil, dst.baseAddress, Int32(w * channels), nil)
+        }
+        defer { png_image_free(&image) }
+        guard ok != 0 else { throw failure(image, source: source, action: "decode") }
+        // A warning (e.g. a CRC error that libpng tolerated) leaves the pixels in doubt: refuse them.
+        if image.warning_or_error & 0x03 != 0 && PNGCodec.strict {
+            throw failure(image, source: source, action: "decode")
+        }
+        return (w, h, out)
+    }
+
+    /// Treat libpng warnings as errors. Always true; named so the decision is visible in one place.
+    static let strict = true
+
+    private static func encode<T>(_ pixels: [T], width: Int, height: Int, format: UInt32, fast: Bool) throws -> [UInt8] {
+        guard width > 0, height > 0 else {
+            throw MapError(.badArgument, "PNG encode needs a non-empty image, got \(width)x\(height)")
+        }
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(width)
+        image.height = UInt32(height)
+        image.format = format
+        image.flags = fast ? UInt32(PNG_IMAGE_FLAG_FAST) : 0
+        let channels = format & PNG_FORMAT_FLAG_COLOR != 0 ? 3 : 1
+        var size: Int = 0
+        // First call sizes the output, second writes it.
+        var ok = pixels.withUnsafeBytes { src in
+            png_image_write_to_memory(&image, nil, &size, 0, src.baseAddress, Int32(width * channels), nil)
+        }
+        guard ok != 0, size > 0 else {
+            defer { png_image_free(&image) }
+            throw failure(image, source: "<memory>", action: "encode")
+        }
+        var out = [UInt8](repeating: 0, count: size)
+        ok = pixels.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                png_image_write_to_memory(&image, dst.baseAddress, &size, 0, src.baseAddress, Int32(width * channels), nil)
+            }
+        }
+        defer { png_image_free(&image) }
+        guard ok != 0 else { throw failure(image, source: "<memory>", action: "encode") }
+        return Array(out[0..<size])
+    }
+}
