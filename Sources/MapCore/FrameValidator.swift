@@ -27,7 +27,7 @@ public struct FrameValidator: Sendable {
             throw MapError(.badPose, "pose rotation is not orthonormal with det +1 (det \(frame.T_W_C.rotation.determinant))",
                            file: files, frame: i, hint: "fix the pose file or rerun with --skip-bad-frames")
         }
-        try frame.intrinsics.validate(source: files ?? "frame \(i)")
+        do { try frame.intrinsics.validate(source: files ?? "frame \(i)") } catch let e as MapError { throw e.at(frame: i) }
         guard frame.rgb.channels == 3 else {
             throw MapError(.badFormat, "colour image has \(frame.rgb.channels) channels, expected 3", file: files, frame: i,
                            hint: "store colour as 8-bit RGB")
