@@ -120,23 +120,45 @@ public enum PNGCodec {
 
     private static func decode<T: FixedWidthInteger>(_ bytes: [UInt8], format: UInt32, channels: Int, flags: UInt32,
                                                      source: String) throws -> (Int, Int, [T]) {
+        let i = try info(bytes, source: source)
+        var out = [T](repeating: 0, count: i.width * i.height * channels)
+        try out.withUnsafeMutableBufferPointer { dst in
+            try decode(bytes, format: format, channels: channels, flags: flags, into: UnsafeMutableRawBufferPointer(dst),
+                       source: source)
+        }
+        return (i.width, i.height, out)
+    }
+
+    /// Decodes a 16-bit single-channel PNG into a caller-owned buffer of width * height values (sizes from `info`).
+    public static func decodeGray16(_ bytes: [UInt8], into dst: UnsafeMutableBufferPointer<UInt16>, source: String) throws {
+        let i = try info(bytes, source: source)
+        guard i.is16Bit, !i.hasColor else {
+            throw MapError(.badFormat, "expected a 16-bit single-channel PNG", file: source,
+                           hint: "use decodeGray16(_:source:) for 8-bit files")
+        }
+        try decode(bytes, format: PNG_FORMAT_LINEAR_Y, channels: 1, flags: 0, into: UnsafeMutableRawBufferPointer(dst),
+                   source: source)
+    }
+
+    private static func decode(_ bytes: [UInt8], format: UInt32, channels: Int, flags: UInt32,
+                               into dst: UnsafeMutableRawBufferPointer, source: String) throws {
         var image = png_image()
         try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
         image.format = format
         image.flags |= flags
         let w = Int(image.width), h = Int(image.height)
-        var out = [T](repeating: 0, count: w * h * channels)
-        let ok = out.withUnsafeMutableBytes { dst in
-            // row_stride is in components (not bytes).
-            png_image_finish_read(&image, nil, dst.baseAddress, Int32(w * channels), nil)
+        let bytesPerSample = format & PNG_FORMAT_FLAG_LINEAR != 0 ? 2 : 1
+        guard dst.count >= w * h * channels * bytesPerSample else {
+            throw MapError(.sizeMismatch, "PNG is \(w)x\(h), larger than the buffer given", file: source)
         }
-        defer { png_image_free(&image) }
+        // row_stride is in components (not bytes).
+        let ok = png_image_finish_read(&image, nil, dst.baseAddress, Int32(w * channels), nil)
         guard ok != 0 else { throw failure(image, source: source, action: "decode") }
         // A warning (e.g. a CRC error that libpng tolerated) leaves the pixels in doubt: refuse them.
         if image.warning_or_error & 0x03 != 0 && PNGCodec.strict {
             throw failure(image, source: source, action: "decode")
         }
-        return (w, h, out)
     }
 
     /// Treat libpng warnings as errors. Always true; named so the decision is visible in one place.

@@ -42,18 +42,23 @@ public final class JPEGCodec {
     /// Decodes a baseline/progressive JPEG to 8-bit RGB. Warnings (e.g. a truncated file) are errors here:
     /// a partially decoded frame must not enter the map.
     public func decode(_ bytes: [UInt8], source: String) throws -> RGBImage {
-        let handle = try decompressHandle(source: source)
         let size = try self.size(of: bytes, source: source)
         var out = [UInt8](repeating: 0, count: size.width * size.height * 3)
+        try out.withUnsafeMutableBufferPointer { dst in try decode(bytes, size: size, into: dst, source: source) }
+        return RGBImage(width: size.width, height: size.height, channels: 3, data: out)
+    }
+
+    /// Decodes into a caller-owned buffer of `size.width * size.height * 3` bytes (`size` from `size(of:)`).
+    public func decode(_ bytes: [UInt8], size: ImageSize, into dst: UnsafeMutableBufferPointer<UInt8>,
+                       source: String) throws {
+        precondition(dst.count >= size.width * size.height * 3, "JPEG decode buffer too small")
+        let handle = try decompressHandle(source: source)
         let rc = bytes.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                tjDecompress2(handle, src.baseAddress, UInt(src.count), dst.baseAddress, Int32(size.width),
-                              Int32(size.width * 3), Int32(size.height), Int32(TJPF_RGB.rawValue),
-                              TJFLAG_STOPONWARNING | TJFLAG_ACCURATEDCT)
-            }
+            tjDecompress2(handle, src.baseAddress, UInt(src.count), dst.baseAddress, Int32(size.width),
+                          Int32(size.width * 3), Int32(size.height), Int32(TJPF_RGB.rawValue),
+                          TJFLAG_STOPONWARNING | TJFLAG_ACCURATEDCT)
         }
         guard rc == 0 else { throw error(handle, source: source, action: "decode") }
-        return RGBImage(width: size.width, height: size.height, channels: 3, data: out)
     }
 
     /// Encodes 8-bit RGB with 4:4:4 chroma (no colour bleeding at label boundaries) at `quality` 1...100.
