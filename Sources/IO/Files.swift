@@ -100,9 +100,10 @@ public enum ImageFiles {
 
     /// Converts raw depth units to metres (`unitsPerMetre`, e.g. 1000 for millimetres); 0 stays invalid.
     public static func depthMetres(_ raw: Gray16Image, unitsPerMetre: Double) -> DepthImage {
-        // Divide in Double so that e.g. 1234 mm is the Float nearest to 1.234 m.
-        DepthImage(width: raw.width, height: raw.height, channels: 1,
-                   data: raw.data.map { Float(Double($0) / unitsPerMetre) })
+        // An IEEE division (not a multiplication by the reciprocal) so that e.g. 1234 mm becomes the Float nearest
+        // to 1.234 m whenever the scale is a Float exactly (1000, 5000, 6553.5 are).
+        let s = Float(unitsPerMetre)
+        return DepthImage(width: raw.width, height: raw.height, channels: 1, data: raw.data.map { Float($0) / s })
     }
 
     /// Converts metres to raw 16-bit units, rounding; invalid (0, negative, NaN) and out-of-range values become 0.

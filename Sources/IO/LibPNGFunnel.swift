@@ -34,37 +34,59 @@ public enum PNGCodec {
 
     /// Any PNG (grey, palette, RGB, with or without alpha, 8 or 16 bit) as 8-bit RGB; alpha is dropped.
     public static func decodeRGB8(_ bytes: [UInt8], source: String) throws -> RGBImage {
-        let (w, h, data): (Int, Int, [UInt8]) = try decode(bytes, format: PNG_FORMAT_RGB, channels: 3,
-                                                           flags: UInt32(PNG_IMAGE_FLAG_16BIT_sRGB), source: source)
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
+        image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB) // 16-bit colour files hold sRGB values, not linear light
+        let (w, h) = (Int(image.width), Int(image.height))
+        let data: [UInt8] = try finish(&image, format: PNG_FORMAT_RGB, count: w * h * 3, source: source)
         return RGBImage(width: w, height: h, channels: 3, data: data)
     }
 
     /// An 8-bit single-channel PNG (class-id images, binary masks). A 16-bit file is refused: its values would not fit.
     public static func decodeGray8(_ bytes: [UInt8], source: String) throws -> Image<UInt8> {
-        let i = try info(bytes, source: source)
-        guard !i.is16Bit else {
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
+        guard image.format & PNG_FORMAT_FLAG_LINEAR == 0 else {
             throw MapError(.badFormat, "expected an 8-bit single-channel PNG, found 16-bit samples", file: source,
                            hint: "read this file as a 16-bit image")
         }
-        let (w, h, data): (Int, Int, [UInt8]) = try decode(bytes, format: UInt32(PNG_FORMAT_GRAY), channels: 1, flags: 0,
-                                                           source: source)
+        let (w, h) = (Int(image.width), Int(image.height))
+        let data: [UInt8] = try finish(&image, format: UInt32(PNG_FORMAT_GRAY), count: w * h, source: source)
         return Image(width: w, height: h, channels: 1, data: data)
     }
 
     /// A single-channel PNG as 16-bit values (depth, instance ids). 8-bit files are widened without scaling.
     public static func decodeGray16(_ bytes: [UInt8], source: String) throws -> Gray16Image {
-        let i = try info(bytes, source: source)
-        guard !i.hasColor else {
-            throw MapError(.badFormat, "expected a single-channel (grey) PNG, found a colour image", file: source,
-                           hint: "depth and id images must be 1-channel 16-bit PNGs")
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
+        try requireGrey(image, source: source)
+        let (w, h) = (Int(image.width), Int(image.height))
+        if image.format & PNG_FORMAT_FLAG_LINEAR == 0 {
+            // 8-bit grey: read as 8-bit (reading it as 16-bit linear would apply an sRGB-to-linear curve).
+            let g8: [UInt8] = try finish(&image, format: UInt32(PNG_FORMAT_GRAY), count: w * h, source: source)
+            return Gray16Image(width: w, height: h, channels: 1, data: g8.map { UInt16($0) })
         }
-        if !i.is16Bit {
-            let g8 = try decodeGray8(bytes, source: source)
-            return Gray16Image(width: g8.width, height: g8.height, channels: 1, data: g8.data.map { UInt16($0) })
-        }
-        let (w, h, data): (Int, Int, [UInt16]) = try decode(bytes, format: PNG_FORMAT_LINEAR_Y, channels: 1, flags: 0,
-                                                            source: source)
+        let data: [UInt16] = try finish(&image, format: PNG_FORMAT_LINEAR_Y, count: w * h, source: source)
         return Gray16Image(width: w, height: h, channels: 1, data: data)
+    }
+
+    /// Decodes a 16-bit single-channel PNG into a caller-owned buffer of width * height values (sizes from `info`).
+    public static func decodeGray16(_ bytes: [UInt8], into dst: UnsafeMutableBufferPointer<UInt16>, source: String) throws {
+        var image = png_image()
+        try begin(&image, bytes, source: source)
+        defer { png_image_free(&image) }
+        try requireGrey(image, source: source)
+        guard image.format & PNG_FORMAT_FLAG_LINEAR != 0 else {
+            throw MapError(.badFormat, "expected a 16-bit single-channel PNG", file: source,
+                           hint: "use decodeGray16(_:source:) for 8-bit files")
+        }
+        guard dst.count >= Int(image.width) * Int(image.height) else {
+            throw MapError(.sizeMismatch, "PNG is \(image.width)x\(image.height), larger than the buffer given", file: source)
+        }
+        try finish(&image, format: PNG_FORMAT_LINEAR_Y, into: UnsafeMutableRawPointer(dst.baseAddress!), source: source)
     }
 
     public static func encodeRGB8(_ image: RGBImage, fast: Bool = true) throws -> [UInt8] {
@@ -118,51 +140,34 @@ public enum PNGCodec {
         }
     }
 
-    private static func decode<T: FixedWidthInteger>(_ bytes: [UInt8], format: UInt32, channels: Int, flags: UInt32,
-                                                     source: String) throws -> (Int, Int, [T]) {
-        let i = try info(bytes, source: source)
-        var out = [T](repeating: 0, count: i.width * i.height * channels)
-        try out.withUnsafeMutableBufferPointer { dst in
-            try decode(bytes, format: format, channels: channels, flags: flags, into: UnsafeMutableRawBufferPointer(dst),
-                       source: source)
+    private static func requireGrey(_ image: png_image, source: String) throws {
+        guard image.format & PNG_FORMAT_FLAG_COLOR == 0 else {
+            throw MapError(.badFormat, "expected a single-channel (grey) PNG, found a colour image", file: source,
+                           hint: "depth and id images must be 1-channel 16-bit PNGs")
         }
-        return (i.width, i.height, out)
     }
 
-    /// Decodes a 16-bit single-channel PNG into a caller-owned buffer of width * height values (sizes from `info`).
-    public static func decodeGray16(_ bytes: [UInt8], into dst: UnsafeMutableBufferPointer<UInt16>, source: String) throws {
-        let i = try info(bytes, source: source)
-        guard i.is16Bit, !i.hasColor else {
-            throw MapError(.badFormat, "expected a 16-bit single-channel PNG", file: source,
-                           hint: "use decodeGray16(_:source:) for 8-bit files")
+    /// Finishes a read begun by `begin` into a new array of `count` samples.
+    private static func finish<T: FixedWidthInteger>(_ image: inout png_image, format: UInt32, count: Int,
+                                                     source: String) throws -> [T] {
+        try [T](unsafeUninitializedCapacity: count) { buf, initialized in
+            if count > 0 { try finish(&image, format: format, into: UnsafeMutableRawPointer(buf.baseAddress!), source: source) }
+            initialized = count
         }
-        try decode(bytes, format: PNG_FORMAT_LINEAR_Y, channels: 1, flags: 0, into: UnsafeMutableRawBufferPointer(dst),
-                   source: source)
     }
 
-    private static func decode(_ bytes: [UInt8], format: UInt32, channels: Int, flags: UInt32,
-                               into dst: UnsafeMutableRawBufferPointer, source: String) throws {
-        var image = png_image()
-        try begin(&image, bytes, source: source)
-        defer { png_image_free(&image) }
+    private static func finish(_ image: inout png_image, format: UInt32, into dst: UnsafeMutableRawPointer,
+                               source: String) throws {
         image.format = format
-        image.flags |= flags
-        let w = Int(image.width), h = Int(image.height)
-        let bytesPerSample = format & PNG_FORMAT_FLAG_LINEAR != 0 ? 2 : 1
-        guard dst.count >= w * h * channels * bytesPerSample else {
-            throw MapError(.sizeMismatch, "PNG is \(w)x\(h), larger than the buffer given", file: source)
-        }
+        let channels: Int32 = format & PNG_FORMAT_FLAG_COLOR != 0 ? 3 : 1
         // row_stride is in components (not bytes).
-        let ok = png_image_finish_read(&image, nil, dst.baseAddress, Int32(w * channels), nil)
+        let ok = png_image_finish_read(&image, nil, dst, Int32(image.width) * channels, nil)
         guard ok != 0 else { throw failure(image, source: source, action: "decode") }
         // A warning (e.g. a CRC error that libpng tolerated) leaves the pixels in doubt: refuse them.
-        if image.warning_or_error & 0x03 != 0 && PNGCodec.strict {
+        if image.warning_or_error & 0x03 != 0 {
             throw failure(image, source: source, action: "decode")
         }
     }
-
-    /// Treat libpng warnings as errors. Always true; named so the decision is visible in one place.
-    static let strict = true
 
     private static func encode<T>(_ pixels: [T], width: Int, height: Int, format: UInt32, fast: Bool) throws -> [UInt8] {
         guard width > 0, height > 0 else {

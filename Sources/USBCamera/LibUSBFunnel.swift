@@ -57,6 +57,10 @@ public struct USBDeviceInfo: Sendable, Equatable {
     public var productID: UInt16
     public var bus: UInt8
     public var address: UInt8
+
+    public init(vendorID: UInt16, productID: UInt16, bus: UInt8, address: UInt8) {
+        self.vendorID = vendorID; self.productID = productID; self.bus = bus; self.address = address
+    }
 }
 
 /// Owns one libusb context.
