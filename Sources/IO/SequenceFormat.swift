@@ -66,7 +66,8 @@ struct MaskFile: Codable {
     var segments: [MaskSegment]
 }
 
-func frameName(_ i: Int) -> String {
+/// The file stem of frame `i` in our layout: six digits, zero-padded.
+public func frameName(_ i: Int) -> String {
     let s = String(i)
     return String(repeating: "0", count: max(0, 6 - s.count)) + s
 }
@@ -140,16 +141,14 @@ public struct PanoSequenceReader: SequenceReader {
         let text = try Files.readText(url, what: "pose list")
         var poses = [RigidTransform?](repeating: nil, count: frameCount)
         var stamps = [Double?](repeating: nil, count: frameCount)
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let t = line.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty || t.hasPrefix("#") { continue }
-            let v = try NumberText.numbers(line, file: url.path, line: n + 1)
+        for (n, line) in DatasetText.lines(text) where !DatasetText.isBlankOrComment(line) {
+            let v = try DatasetText.numbers(line, file: url.path, line: n)
             guard v.count == 14 else {
-                throw MapError(.badPose, "line \(n + 1) has \(v.count) numbers, expected 14 (frame, timestamp, 3x4 T_W_C)",
+                throw MapError(.badPose, "line \(n) has \(v.count) numbers, expected 14 (frame, timestamp, 3x4 T_W_C)",
                                file: url.path, hint: "see README, 'Sequence format'")
             }
             guard let i = Int(exactly: v[0]), i >= 0, i < frameCount else {
-                throw MapError(.badPose, "line \(n + 1) names frame \(v[0]), outside 0..<\(frameCount)", file: url.path)
+                throw MapError(.badPose, "line \(n) names frame \(v[0]), outside 0..<\(frameCount)", file: url.path)
             }
             // NaN or non-rigid poses are kept here and refused per frame by FrameValidator (so --skip-bad-frames works).
             poses[i] = RigidTransform(rowMajor: Array(v[2...]))

@@ -12,6 +12,9 @@ public struct SequenceInspector {
         public var depthMin: Float = .infinity
         public var depthMax: Float = 0
         public var depthMedian: Float = 0
+        /// 1st and 99th percentile of valid depth, metres (1 cm bins).
+        public var depthP1: Float = 0
+        public var depthP99: Float = 0
         /// Fraction of pixels with a valid depth.
         public var validDepthFraction: Double = 0
         /// Length of the camera centre path, metres.
@@ -26,6 +29,10 @@ public struct SequenceInspector {
         public var classPixels: [Int: Int] = [:]
         /// Number of distinct mask ids used over the whole sequence (large when ids are per-frame random).
         public var distinctMaskIDs = 0
+        /// Frames with ground-truth label images (ScanNet label-filt, label-fusion segm/mask) and their class ids.
+        public var framesWithGroundTruth = 0
+        public var groundTruthClassPixels: [Int: Int] = [:]
+        public var groundTruthInstances = Set<Int>()
         public var seconds: Double = 0
     }
 
@@ -85,18 +92,36 @@ public struct SequenceInspector {
                     r.classPixels[classOfID[v] ?? 0, default: 0] += 1
                 }
             }
+            if let gt = try groundTruth(reader, i) {
+                r.framesWithGroundTruth += 1
+                for v in gt.semantic.data where v != 0 { r.groundTruthClassPixels[Int(v), default: 0] += 1 }
+                for v in gt.instance.data where v != 0 { r.groundTruthInstances.insert(Int(v)) }
+            }
             progress?(i + 1, n)
         }
         r.validDepthFraction = totalPixels > 0 ? Double(validPixels) / Double(totalPixels) : 0
-        var acc = 0
-        for (bin, count) in depthHistogram.enumerated() {
-            acc += count
-            if acc * 2 >= validPixels { r.depthMedian = (Float(bin) + 0.5) / 100; break }
+        func percentile(_ q: Double) -> Float {
+            var acc = 0
+            for (bin, count) in depthHistogram.enumerated() {
+                acc += count
+                if Double(acc) >= q * Double(validPixels) { return (Float(bin) + 0.5) / 100 }
+            }
+            return 0
         }
+        r.depthMedian = percentile(0.5); r.depthP1 = percentile(0.01); r.depthP99 = percentile(0.99)
         if validPixels == 0 { r.depthMin = 0 }
         r.distinctMaskIDs = ids.count
+        if let v = (reader as? any GroundTruthProviding)?.groundTruthVocabulary, r.info.vocabulary == nil { r.info.vocabulary = v }
         r.seconds = Date().timeIntervalSince(start)
         return r
+    }
+
+    private func groundTruth(_ reader: any SequenceReader, _ i: Int) throws -> GroundTruthLabels? {
+        guard let gt = reader as? any GroundTruthProviding, gt.hasGroundTruth else { return nil }
+        do { return try gt.groundTruth(at: i) } catch let e as MapError {
+            guard skipBadFrames else { throw e.at(frame: i) }
+            return nil
+        }
     }
 }
 
@@ -109,7 +134,7 @@ extension SequenceInspector.Report {
         sequence     \(info.name)  (\(info.format) layout)  \(info.root.path)
         frames       \(framesRead) of \(info.frameCount) read\(skipped.isEmpty ? "" : ", \(skipped.count) skipped")\(info.frameRate.map { "  at \(f($0, 1)) Hz" } ?? "")
         resolution   \(k.width)x\(k.height)  fx \(f(k.fx)) fy \(f(k.fy)) cx \(f(k.cx)) cy \(f(k.cy))
-        depth        \(f(Double(depthMin), 3)) .. \(f(Double(depthMax), 3)) m, median \(f(Double(depthMedian), 2)) m, \(f(validDepthFraction * 100, 1))% valid (file units: \(f(info.depthUnitsPerMetre, 1))/m)
+        depth        \(f(Double(depthMin), 3)) .. \(f(Double(depthMax), 3)) m (1-99%: \(f(Double(depthP1))) .. \(f(Double(depthP99))) m), median \(f(Double(depthMedian), 2)) m, \(f(validDepthFraction * 100, 1))% valid (file units: \(f(info.depthUnitsPerMetre, 1))/m)
         trajectory   path \(f(pathLength)) m, rotation \(f(totalRotationDegrees, 1))°, camera box \(vec(boundsMin)) .. \(vec(boundsMax)) m
         """
         if let v = info.vocabulary {
@@ -124,6 +149,13 @@ extension SequenceInspector.Report {
             s += "\nmasks        \(framesWithMasks) frames, \(f(Double(segmentCount) / Double(framesWithMasks), 1)) segments/frame, \(distinctMaskIDs) distinct ids; pixels: \(top)"
         } else {
             s += "\nmasks        none"
+        }
+        if framesWithGroundTruth > 0 {
+            let total = max(1, groundTruthClassPixels.values.reduce(0, +))
+            let top = groundTruthClassPixels.sorted { $0.value > $1.value }.prefix(8).map { id, px in
+                "\(info.vocabulary?.class(id: id)?.name ?? "id \(id)") \(f(Double(px) * 100 / Double(total), 1))%"
+            }.joined(separator: ", ")
+            s += "\nground truth \(framesWithGroundTruth) frames with label images, \(groundTruthClassPixels.count) classes, \(groundTruthInstances.count) instance ids; labelled pixels: \(top)"
         }
         for (frame, e) in skipped.prefix(10) { s += "\nskipped      frame \(frame): \(e)" }
         if skipped.count > 10 { s += "\nskipped      ... \(skipped.count - 10) more" }

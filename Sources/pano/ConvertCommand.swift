@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IO
 import MapCore
+import Synthetic
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,7 +36,10 @@ struct Convert: ParsableCommand {
     @Flag(help: "Do not write masks even when the source has ground truth.")
     var noMasks = false
 
-    @Option(help: "Seed of the per-frame id shuffling.")
+    @Flag(help: "Make the masks noisy like a real 2D segmenter (misses, wrong labels, over/under-segmentation, eroded boundaries).")
+    var maskNoise = false
+
+    @Option(help: "Seed of the per-frame id shuffling and of the mask noise.")
     var seed: UInt64 = 0
 
     func run() throws {
@@ -44,7 +48,8 @@ struct Convert: ParsableCommand {
             let n = reader.info.frameCount
             let last = min(n, first + (count ?? n))
             let options = SequenceConverter.Options(frames: first..<last, stride: stride, rgbFormat: rgb,
-                                                    masks: !noMasks, seed: seed)
+                                                    masks: !noMasks, seed: seed,
+                                                    maskMaker: maskNoise ? MaskNoiseModel.maskMaker(config: .noisy, seed: seed) : nil)
             let progress = Progress("convert", total: Swift.stride(from: first, to: last, by: max(1, stride)).underestimatedCount)
             let report = try SequenceConverter.convert(reader, to: URL(fileURLWithPath: out), options: options) { done, _ in
                 progress.update(done)

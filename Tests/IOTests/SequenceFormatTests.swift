@@ -51,6 +51,16 @@ final class SequenceFormatTests: XCTestCase {
         }
     }
 
+    func testCRLFPoseFileReads() throws {
+        let tmp = try TempDirectory(); defer { tmp.remove() }
+        try write(tmp.url)
+        let url = tmp.appending("poses.txt")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        try text.replacingOccurrences(of: "\n", with: "\r\n").write(to: url, atomically: true, encoding: .utf8)
+        let r = try PanoSequenceReader(directory: tmp.url)
+        XCTAssertEqual(try r.frame(at: 2).T_W_C.translation, makeFrame(2, masks: false).T_W_C.translation)
+    }
+
     func testJPEGSequenceWithoutMasks() throws {
         let tmp = try TempDirectory(); defer { tmp.remove() }
         try write(tmp.url, rgbFormat: "jpg", masks: false, frames: 2)
