@@ -102,8 +102,14 @@ public enum ImageFiles {
     public static func depthMetres(_ raw: Gray16Image, unitsPerMetre: Double) -> DepthImage {
         // An IEEE division (not a multiplication by the reciprocal) so that e.g. 1234 mm becomes the Float nearest
         // to 1.234 m whenever the scale is a Float exactly (1000, 5000, 6553.5 are).
-        let s = Float(unitsPerMetre)
-        return DepthImage(width: raw.width, height: raw.height, channels: 1, data: raw.data.map { Float($0) / s })
+        let s = Float(unitsPerMetre), n = raw.data.count
+        let data = [Float](unsafeUninitializedCapacity: n) { out, initialized in
+            raw.data.withUnsafeBufferPointer { src in
+                for i in 0..<n { out[i] = Float(src[i]) / s }
+            }
+            initialized = n
+        }
+        return DepthImage(width: raw.width, height: raw.height, channels: 1, data: data)
     }
 
     /// Converts metres to raw 16-bit units, rounding; invalid (0, negative, NaN) and out-of-range values become 0.
