@@ -25,13 +25,15 @@ let package = Package(
         .target(name: "MapCore"),
         .target(name: "Kernels", dependencies: ["MapCore", "COpenBLAS"]),
         .target(name: "IO", dependencies: ["MapCore", "CTurboJPEG", "CPNG"]),
+        .target(name: "Fields", dependencies: ["MapCore", "Kernels", "IO"]),
+        .target(name: "Evaluation", dependencies: ["MapCore", "Kernels", "IO"]),
         .target(name: "Synthetic", dependencies: ["MapCore", "IO"]),
         .target(name: "USBCamera", dependencies: ["MapCore", "CLibUSB"]),
-        .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic"]),
+        .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels"]),
         .executableTarget(
             name: "pano",
             dependencies: [
-                "MapCore", "IO", "Synthetic", "Kernels", "USBCamera",
+                "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -39,7 +41,9 @@ let package = Package(
         .testTarget(name: "MapCoreTests", dependencies: ["MapCore", "TestSupport"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "MapCore", "TestSupport"]),
         .testTarget(name: "SyntheticTests", dependencies: ["Synthetic", "IO", "MapCore", "TestSupport"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "MapCore", "TestSupport"]),
+        .testTarget(name: "FieldsTests", dependencies: ["Fields", "Kernels", "MapCore", "IO", "Synthetic", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Kernels", "MapCore", "IO", "TestSupport"]),
         .testTarget(name: "USBCameraTests", dependencies: ["USBCamera"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,1 @@
+// Tests of module Evaluation live beside this file.

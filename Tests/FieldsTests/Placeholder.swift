@@ -1,0 +1,1 @@
+// Tests of module Fields live beside this file.
