@@ -13,9 +13,12 @@ public enum Parallel {
         let t = max(1, min(threads, count))
         if t == 1 { if count > 0 { body(0, 0..<count) }; return }
         let per = ((count + t - 1) / t + alignment - 1) / alignment * alignment
-        DispatchQueue.concurrentPerform(iterations: t) { c in
-            let lo = min(count, c * per), hi = min(count, lo + per)
-            if lo < hi { body(c, lo..<hi) }
+        withoutActuallyEscaping(body) { body in
+            let work = ChunkBody(body: body)
+            DispatchQueue.concurrentPerform(iterations: t) { c in
+                let lo = min(count, c * per), hi = min(count, lo + per)
+                if lo < hi { work.body(c, lo..<hi) }
+            }
         }
     }
 
@@ -23,6 +26,13 @@ public enum Parallel {
     public static func forEach(count: Int, threads: Int, _ body: (Int) -> Void) {
         forEachChunk(count: count, threads: threads) { _, range in for i in range { body(i) } }
     }
+}
+
+/// The chunk closure handed to `concurrentPerform`. @unchecked Sendable is safe here because `forEachChunk` does not
+/// return before every chunk has finished (the closure never outlives the call), and callers give each chunk a
+/// disjoint output range; that contract is the caller's, as for any parallel loop over raw buffers.
+private struct ChunkBody: @unchecked Sendable {
+    let body: (Int, Range<Int>) -> Void
 }
 
 #if canImport(Glibc)
