@@ -1,1 +1,0 @@
-// Tests of module Evaluation live beside this file.
