@@ -9,7 +9,7 @@ import MapCore
 public enum GeometryEvaluation {
     public struct Options: Sendable, Equatable {
         /// Points sampled from a mesh (a point cloud is used as it is).
-        public var samples = 200_000
+        public var samples = 1_000_000
         /// Precision / recall threshold in metres.
         public var threshold = 0.05
         public var seed: UInt64 = 1

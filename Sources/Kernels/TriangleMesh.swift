@@ -76,3 +76,27 @@ public struct TriangleMesh: Sendable, Equatable {
         return (lo, hi)
     }
 }
+
+extension TriangleMesh {
+    /// The triangles whose three vertices lie inside the box [lo, hi], with unused vertices dropped (order kept).
+    public func cropped(to lo: SIMD3<Float>, _ hi: SIMD3<Float>) -> TriangleMesh {
+        let inside = vertices.map { all($0 .>= lo) && all($0 .<= hi) }
+        var remap = [Int32](repeating: -1, count: vertices.count)
+        var kept: [Int] = []
+        var tris: [SIMD3<UInt32>] = []
+        tris.reserveCapacity(triangles.count)
+        for t in triangles where inside[Int(t.x)] && inside[Int(t.y)] && inside[Int(t.z)] {
+            var out = SIMD3<UInt32>()
+            for k in 0..<3 {
+                let v = Int(t[k])
+                if remap[v] < 0 { remap[v] = Int32(kept.count); kept.append(v) }
+                out[k] = UInt32(remap[v])
+            }
+            tris.append(out)
+        }
+        return TriangleMesh(vertices: kept.map { vertices[$0] }, normals: normals.map { n in kept.map { n[$0] } },
+                            colors: colors.map { c in kept.map { c[$0] } },
+                            labels: labels.map { label in (name: label.name, values: kept.map { label.values[$0] }) },
+                            triangles: tris)
+    }
+}

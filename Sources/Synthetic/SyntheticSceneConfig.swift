@@ -72,7 +72,7 @@ public struct SyntheticSceneConfig: Sendable, Equatable, Codable {
     public var depthNoise = DepthNoiseConfig.realistic
     public var maskNoise = MaskNoiseConfig.noisy
     /// Number of ground-truth surface samples `surfaceSamples()` returns.
-    public var surfaceSampleCount: Int = 200_000
+    public var surfaceSampleCount: Int = 1_000_000
     /// Render with two threads (rows split in halves; the result is identical either way).
     public var parallelRendering: Bool = true
 

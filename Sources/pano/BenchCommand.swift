@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import IO
+import Kernels
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [IOBench.self])
+        subcommands: [IOBench.self, KernelsBench.self])
 }
 
 struct IOBench: ParsableCommand {
@@ -34,5 +35,46 @@ struct IOBench: ParsableCommand {
         let candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
             .appendingPathComponent("../shared/data/3dmatch-sample/rgbd-frames").standardizedFileURL]
         return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
+    }
+}
+
+struct KernelsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Hash grid and MLP throughput against this machine's limits (random gather, sgemm 1024^3), 1 vs 2 threads.")
+
+    @Option(help: "Seconds per measurement.")
+    var seconds: Double = 1
+
+    @Option(help: "Points per hash-grid batch.")
+    var points = 100_000
+
+    @Option(help: "Rows per MLP batch.")
+    var batch = 65536
+
+    func run() throws {
+        let threadCounts = [1, 2]
+        print("hash grid: \(HashGridBenchmark.benchmarkConfig.levels) levels x \(HashGridBenchmark.benchmarkConfig.featuresPerLevel) features, 2^\(HashGridBenchmark.benchmarkConfig.log2TableSize) entries, \(points) uniform points")
+        var grid: [Int: HashGridBenchmark.Result] = [:]
+        for t in threadCounts {
+            let r = HashGridBenchmark.runDetailed(points: points, threads: t, seconds: seconds)
+            grid[t] = r
+            print(String(format: "  %d thread(s): fwd %.2f M/s, bwd %.2f M/s, fwd+bwd %.2f M pts/s; random gather %.2f M/s -> ratio %.2f (target >= 0.5); level-major gather %.2f M/s -> ratio %.2f",
+                         t, r.forwardPointsPerSecond / 1e6, r.backwardPointsPerSecond / 1e6,
+                         r.forwardBackwardPointsPerSecond / 1e6, r.gatherPointsPerSecond / 1e6, r.ratio,
+                         r.levelMajorGatherPointsPerSecond / 1e6, r.levelMajorRatio))
+        }
+        if let a = grid[1], let b = grid[2] {
+            print(String(format: "  scaling 1 -> 2 threads: %.2fx", b.forwardBackwardPointsPerSecond / a.forwardBackwardPointsPerSecond))
+        }
+        print("MLP 32 -> 64 -> 64 -> 16, batch \(batch), forward + backward")
+        var mlp: [Int: Double] = [:]
+        for t in threadCounts {
+            let r = MLPBenchmark.run(batch: batch, threads: t, seconds: seconds)
+            mlp[t] = r.mlpGFLOPS
+            print(String(format: "  %d thread(s): %.1f GFLOP/s; sgemm 1024^3 %.1f GFLOP/s -> ratio %.2f (target >= 0.3)",
+                         t, r.mlpGFLOPS, r.sgemmPeakGFLOPS, r.mlpGFLOPS / r.sgemmPeakGFLOPS))
+        }
+        if let a = mlp[1], let b = mlp[2] { print(String(format: "  scaling 1 -> 2 threads: %.2fx", b / a)) }
     }
 }

@@ -38,7 +38,7 @@ struct EvalGeometry: ParsableCommand {
     var format: String?
 
     @Option(help: "Points sampled from a mesh.")
-    var samples: Int = 200_000
+    var samples: Int = 1_000_000
 
     @Option(help: "Precision / recall threshold in metres.")
     var threshold: Double = 0.05

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kernels
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -10,10 +11,13 @@ struct Pano: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pano",
         abstract: "Online panoptic 3D mapping from posed RGB-D frames and 2D masks.",
-        subcommands: [Demo.self, Inspect.self, Convert.self, Bench.self, Devices.self])
+        subcommands: [Demo.self, Inspect.self, Convert.self, Train.self, Bench.self, Devices.self, Eval.self])
 
     static func main() {
         keepFrameSizedBlocksInHeap()
+        // Kernels split batches across the cores themselves (deterministically); OpenBLAS threads on top of that
+        // only spin against them, so GEMMs run single-threaded inside each chunk.
+        BLAS.threads = 1
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = ProcessInfo.processInfo.environment["PANO_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .info

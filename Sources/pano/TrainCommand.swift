@@ -1,0 +1,158 @@
+import ArgumentParser
+import Evaluation
+import Fields
+import Foundation
+import IO
+import Kernels
+import MapCore
+
+/// Batch geometry training over a whole sequence: the recipe is read → train → mesh → evaluate.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train the geometry field on a whole sequence (batch), write the mesh and report metrics.")
+
+    @Argument(help: "Sequence directory (any supported layout).")
+    var sequence: String
+
+    @Option(help: "Output directory (mesh.ply, report.json).")
+    var out = "out/train"
+
+    @Option(help: "Layout instead of detecting it.")
+    var format: String?
+
+    @Option(help: "Optimisation steps (upper bound).")
+    var iterations = 4000
+
+    @Option(help: "Time budget in seconds (upper bound).")
+    var seconds: Double = 240
+
+    @Option(help: "Hold out every n-th frame (0 = none) and report the rendered-vs-measured depth error on them.")
+    var holdOut = 0
+
+    @Option(help: "Mesh voxel size in metres.")
+    var voxel: Float = 0.01
+
+    @Option(help: "Finest hash-grid cell in metres.")
+    var finestCell: Float = 0.01
+
+    @Option(help: "GT surface samples (PLY) for geometry metrics; default SEQUENCE/gt/surface.ply when present.")
+    var groundTruth: String?
+
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 1
+
+    @Flag(help: "Log and skip frames that fail to decode or validate.")
+    var skipBadFrames = false
+
+    func run() throws {
+        try reportingErrors {
+            let seqURL = URL(fileURLWithPath: sequence)
+            let reader = try SequenceFormats.open(seqURL, format: format)
+            let outDir = URL(fileURLWithPath: out)
+            try Files.createDirectory(outDir)
+
+            // 1. Frames (validated), split into training and held-out.
+            let (training, heldOut) = try loadFrames(reader)
+            log.info("train: \(training.count) training frames, \(heldOut.count) held out, \(reader.info.intrinsics.size)")
+
+            // 2. Field over the observed space.
+            var trainerConfig = GeometryTrainerConfig()
+            trainerConfig.seed = seed
+            let bounds = SceneBounds.enclosing(training.map { TrainingFrame($0, near: trainerConfig.near, far: trainerConfig.far) })
+            let field = try GeometryField(config: fieldConfig(bounds), seed: seed)
+            let trainer = try GeometryTrainer(config: trainerConfig, field: field)
+            for f in training { trainer.add(f) }
+
+            // 3. Optimise.
+            let progress = Progress("train", total: iterations)
+            let start = Date()
+            let last = trainer.train(iterations: iterations, seconds: seconds, reportEvery: 25) { step, s in
+                progress.update(step, extra: String(format: "sdf %.4f eik %.4f depth %.4f |dD| %.1f cm xi %.0f",
+                                                    s.sdf, s.eikonal, s.depth, s.depthError * 100, s.xi))
+            }
+            let trainSeconds = Date().timeIntervalSince(start)
+
+            // 4. Mesh.
+            let meshStart = Date()
+            let mesh = try GeometryMeshing.mesh(field: field, bounds: bounds, voxelSize: voxel)
+            let meshURL = outDir.appendingPathComponent("mesh.ply")
+            try PLY.write(mesh.plyData, to: meshURL)
+            log.info("mesh: \(mesh.vertices.count) vertices, \(mesh.triangles.count) triangles in \(String(format: "%.1f", Date().timeIntervalSince(meshStart))) s → \(meshURL.path)")
+
+            // 5. Evaluate.
+            var report = TrainReport(steps: trainer.steps, trainSeconds: trainSeconds, lastLoss: last.total,
+                                     vertices: mesh.vertices.count, triangles: mesh.triangles.count)
+            if !heldOut.isEmpty {
+                report.heldOutDepthErrorMetres = heldOutDepthError(field: field, frames: heldOut)
+                print(String(format: "held-out depth error   %.2f cm (mean |rendered - measured| over %d frames)",
+                             report.heldOutDepthErrorMetres! * 100, heldOut.count))
+            }
+            let gtURL = groundTruth.map { URL(fileURLWithPath: $0) } ?? seqURL.appendingPathComponent("gt/surface.ply")
+            if Files.exists(gtURL) {
+                var options = GeometryEvaluation.Options()
+                options.seed = seed
+                let r = try GeometryEvaluation.run(reconstruction: meshURL, groundTruth: gtURL, sequence: seqURL,
+                                                   format: format, options: options)
+                report.geometry = r.metrics
+                print(r.metrics.text)
+            }
+            print(String(format: "trained %d steps in %.1f s", trainer.steps, trainSeconds))
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try Files.writeAtomically(try enc.encode(report), to: outDir.appendingPathComponent("report.json"))
+        }
+    }
+
+    func fieldConfig(_ bounds: SceneBounds) -> GeometryField.Config {
+        let longest = max(bounds.size.x, bounds.size.y, bounds.size.z)
+        let grid = HashGridConfig(boundsMin: bounds.min, boundsMax: bounds.max, levels: 16, featuresPerLevel: 2,
+                                  log2TableSize: 19, baseResolution: 16,
+                                  finestResolution: max(32, Int((longest / finestCell).rounded())))
+        return GeometryField.Config(grid: grid)
+    }
+
+    func loadFrames(_ reader: any SequenceReader) throws -> ([Frame], [Frame]) {
+        let validator = FrameValidator(vocabulary: reader.info.vocabulary)
+        var training: [Frame] = [], heldOut: [Frame] = []
+        let progress = Progress("load", total: reader.info.frameCount)
+        for i in 0..<reader.info.frameCount {
+            do {
+                let f = try reader.frame(at: i)
+                try validator.validate(f, files: reader.files(at: i))
+                if holdOut > 0 && i % holdOut == holdOut - 1 { heldOut.append(f) } else { training.append(f) }
+            } catch let e as MapError {
+                guard skipBadFrames else { throw e.at(frame: i) }
+                log.warning("skipped frame \(i): \(e)")
+            }
+            progress.update(i + 1)
+        }
+        guard !training.isEmpty else {
+            throw MapError(.badArgument, "no usable training frames", file: reader.info.root.path,
+                           hint: "check the sequence with `pano inspect`")
+        }
+        return (training, heldOut)
+    }
+
+    func heldOutDepthError(field: GeometryField, frames: [Frame]) -> Double {
+        var raycaster = SDFRaycaster()
+        raycaster.far = 10
+        var total = 0.0, count = 0
+        for f in frames {
+            let rendered = raycaster.depth(field: field, T_W_C: f.T_W_C, intrinsics: f.intrinsics)
+            for (r, m) in zip(rendered.data, f.depth.data) where r > 0 && m > 0 {
+                total += Double(abs(r - m)); count += 1
+            }
+        }
+        return count > 0 ? total / Double(count) : .nan
+    }
+}
+
+struct TrainReport: Codable {
+    var steps: Int
+    var trainSeconds: Double
+    var lastLoss: Float
+    var vertices: Int
+    var triangles: Int
+    var heldOutDepthErrorMetres: Double?
+    var geometry: GeometryMetrics?
+}

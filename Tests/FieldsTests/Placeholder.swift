@@ -1,1 +1,0 @@
-// Tests of module Fields live beside this file.
