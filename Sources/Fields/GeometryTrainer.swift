@@ -3,11 +3,13 @@ import Kernels
 import MapCore
 
 public struct GeometryTrainerConfig: Sendable, Codable, Equatable {
-    public var raysPerStep = 2048
+    // Defaults measured on the synthetic room (pano train, 90 s budgets): many cheap steps beat few rich ones, e.g.
+    // 2048 rays x (12 + 12) samples, 16 levels x 2^19: Chamfer-L1 2.38 cm; 1024 x (4 + 6), 8 levels x 2^16: 0.89 cm.
+    public var raysPerStep = 1024
     /// Samples per ray stratified over [near, D + tau].
-    public var uniformSamples = 12
+    public var uniformSamples = 4
     /// Samples per ray stratified over the truncation band [D - tau, D + tau].
-    public var surfaceSamples = 12
+    public var surfaceSamples = 6
     /// Valid depth range (metres); pixels outside are not sampled.
     public var near: Float = 0.1
     public var far: Float = 8

@@ -80,7 +80,12 @@ public struct TriangleMesh: Sendable, Equatable {
 extension TriangleMesh {
     /// The triangles whose three vertices lie inside the box [lo, hi], with unused vertices dropped (order kept).
     public func cropped(to lo: SIMD3<Float>, _ hi: SIMD3<Float>) -> TriangleMesh {
-        let inside = vertices.map { all($0 .>= lo) && all($0 .<= hi) }
+        keeping(vertices.map { all($0 .>= lo) && all($0 .<= hi) })
+    }
+
+    /// The triangles whose three vertices are marked in `inside`, with unused vertices dropped (order kept).
+    public func keeping(_ inside: [Bool]) -> TriangleMesh {
+        precondition(inside.count == vertices.count, "TriangleMesh.keeping: one flag per vertex")
         var remap = [Int32](repeating: -1, count: vertices.count)
         var kept: [Int] = []
         var tris: [SIMD3<UInt32>] = []

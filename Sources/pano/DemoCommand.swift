@@ -23,6 +23,12 @@ struct Demo: ParsableCommand {
     @Flag(help: "Clean masks (ids still shuffled per frame) and noise-free depth.")
     var clean = false
 
+    @Option(help: "Geometry optimisation steps of the mapping stage.")
+    var iterations = 3000
+
+    @Flag(help: "Only generate and ingest the sequence; skip mapping.")
+    var noTrain = false
+
     func run() throws {
         try reportingErrors {
             var config = SyntheticSceneConfig()
@@ -45,10 +51,16 @@ struct Demo: ParsableCommand {
             let report = try SequenceInspector(vocabulary: reader.info.vocabulary, skipBadFrames: false,
                                                progress: { done, _ in ingest.update(done) }).run(reader)
             print(report.text)
-            print("""
-                ground truth  \(sequenceDir.appendingPathComponent("gt").path) (semantic/instance/panoptic images, surface.ply)
-                next          pano inspect \(sequenceDir.path)
-                """)
+            print("ground truth \(sequenceDir.appendingPathComponent("gt").path) (semantic/instance/panoptic images, surface.ply)")
+
+            // Mapping stage so far: batch geometry (SDF field) → mesh → metrics against the ground truth.
+            guard !noTrain else { return }
+            let mapDir = root.appendingPathComponent("map")
+            log.info("demo: training the geometry field (\(iterations) steps) into \(mapDir.path)")
+            var train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
+                                         "--seed", String(seed)])
+            try train.run()
+            print("mesh         \(mapDir.appendingPathComponent("mesh.ply").path) (open it in any PLY viewer)")
         }
     }
 }

@@ -20,26 +20,44 @@ struct Train: ParsableCommand {
     @Option(help: "Layout instead of detecting it.")
     var format: String?
 
-    @Option(help: "Optimisation steps (upper bound).")
-    var iterations = 4000
+    @Option(help: "Optimisation steps. A run is reproducible bit for bit when this, not --seconds, ends it.")
+    var iterations = 6000
 
-    @Option(help: "Time budget in seconds (upper bound).")
-    var seconds: Double = 240
+    @Option(help: "Time budget in seconds (a safety cap; when it ends the run, the result depends on machine speed).")
+    var seconds: Double = 280
 
     @Option(help: "Hold out every n-th frame (0 = none) and report the rendered-vs-measured depth error on them.")
     var holdOut = 0
 
     @Option(help: "Mesh voxel size in metres.")
-    var voxel: Float = 0.01
+    var voxel: Float = 0.02
 
     @Option(help: "Finest hash-grid cell in metres.")
-    var finestCell: Float = 0.01
+    var finestCell: Float = 0.02
 
     @Option(help: "GT surface samples (PLY) for geometry metrics; default SEQUENCE/gt/surface.ply when present.")
     var groundTruth: String?
 
     @Option(help: "Random seed.")
     var seed: UInt64 = 1
+
+    @Flag(help: "Keep mesh parts no training frame could see (behind observed surfaces or outside every view).")
+    var keepUnobserved = false
+
+    @Option(help: "Rays per optimisation step.")
+    var rays = GeometryTrainerConfig().raysPerStep
+
+    @Option(help: "Samples per ray over [near, depth + truncation].")
+    var uniformSamples = GeometryTrainerConfig().uniformSamples
+
+    @Option(help: "Samples per ray inside the truncation band.")
+    var bandSamples = GeometryTrainerConfig().surfaceSamples
+
+    @Option(help: "Hash-grid levels.")
+    var levels = 8
+
+    @Option(help: "log2 of the hash-grid table size per level.")
+    var log2Table = 16
 
     @Flag(help: "Log and skip frames that fail to decode or validate.")
     var skipBadFrames = false
@@ -58,6 +76,9 @@ struct Train: ParsableCommand {
             // 2. Field over the observed space.
             var trainerConfig = GeometryTrainerConfig()
             trainerConfig.seed = seed
+            trainerConfig.raysPerStep = rays
+            trainerConfig.uniformSamples = uniformSamples
+            trainerConfig.surfaceSamples = bandSamples
             let bounds = SceneBounds.enclosing(training.map { TrainingFrame($0, near: trainerConfig.near, far: trainerConfig.far) })
             let field = try GeometryField(config: fieldConfig(bounds), seed: seed)
             let trainer = try GeometryTrainer(config: trainerConfig, field: field)
@@ -74,7 +95,10 @@ struct Train: ParsableCommand {
 
             // 4. Mesh.
             let meshStart = Date()
-            let mesh = try GeometryMeshing.mesh(field: field, bounds: bounds, voxelSize: voxel)
+            var mesh = try GeometryMeshing.mesh(field: field, bounds: bounds, voxelSize: voxel)
+            let (colors, observable) = VertexColoring.colors(vertices: mesh.vertices, frames: training)
+            mesh.colors = colors
+            if !keepUnobserved { mesh = mesh.keeping(observable) }
             let meshURL = outDir.appendingPathComponent("mesh.ply")
             try PLY.write(mesh.plyData, to: meshURL)
             log.info("mesh: \(mesh.vertices.count) vertices, \(mesh.triangles.count) triangles in \(String(format: "%.1f", Date().timeIntervalSince(meshStart))) s → \(meshURL.path)")
@@ -83,7 +107,8 @@ struct Train: ParsableCommand {
             var report = TrainReport(steps: trainer.steps, trainSeconds: trainSeconds, lastLoss: last.total,
                                      vertices: mesh.vertices.count, triangles: mesh.triangles.count)
             if !heldOut.isEmpty {
-                report.heldOutDepthErrorMetres = heldOutDepthError(field: field, frames: heldOut)
+                report.heldOutDepthErrorMetres = try heldOutDepthError(field: field, frames: heldOut,
+                                                                       picture: outDir.appendingPathComponent("heldout-depth.png"))
                 print(String(format: "held-out depth error   %.2f cm (mean |rendered - measured| over %d frames)",
                              report.heldOutDepthErrorMetres! * 100, heldOut.count))
             }
@@ -105,8 +130,8 @@ struct Train: ParsableCommand {
 
     func fieldConfig(_ bounds: SceneBounds) -> GeometryField.Config {
         let longest = max(bounds.size.x, bounds.size.y, bounds.size.z)
-        let grid = HashGridConfig(boundsMin: bounds.min, boundsMax: bounds.max, levels: 16, featuresPerLevel: 2,
-                                  log2TableSize: 19, baseResolution: 16,
+        let grid = HashGridConfig(boundsMin: bounds.min, boundsMax: bounds.max, levels: levels, featuresPerLevel: 2,
+                                  log2TableSize: log2Table, baseResolution: 16,
                                   finestResolution: max(32, Int((longest / finestCell).rounded())))
         return GeometryField.Config(grid: grid)
     }
@@ -133,14 +158,30 @@ struct Train: ParsableCommand {
         return (training, heldOut)
     }
 
-    func heldOutDepthError(field: GeometryField, frames: [Frame]) -> Double {
+    /// Mean |rendered - measured| depth over the held-out frames' pixels where both exist; writes the first frame's
+    /// measured (left) and rendered (right) depth side by side to `picture` (grey, near = bright).
+    func heldOutDepthError(field: GeometryField, frames: [Frame], picture: URL) throws -> Double {
         var raycaster = SDFRaycaster()
         raycaster.far = 10
         var total = 0.0, count = 0
-        for f in frames {
+        for (n, f) in frames.enumerated() {
             let rendered = raycaster.depth(field: field, T_W_C: f.T_W_C, intrinsics: f.intrinsics)
             for (r, m) in zip(rendered.data, f.depth.data) where r > 0 && m > 0 {
                 total += Double(abs(r - m)); count += 1
+            }
+            if n == 0 {
+                let w = f.depth.width, h = f.depth.height
+                let far = max(0.5, f.depth.data.max() ?? 1)
+                var img = RGBImage(width: 2 * w, height: h, channels: 3, repeating: 0)
+                for y in 0..<h {
+                    for x in 0..<w {
+                        for (side, d) in [(0, f.depth[x, y]), (1, rendered[x, y])] where d > 0 {
+                            let g = UInt8(max(0, min(255, 255 * (1 - d / far))))
+                            for c in 0..<3 { img[side * w + x, y, c] = g }
+                        }
+                    }
+                }
+                try Files.writeAtomically(try PNGCodec.encodeRGB8(img), to: picture)
             }
         }
         return count > 0 ? total / Double(count) : .nan

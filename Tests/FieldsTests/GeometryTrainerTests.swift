@@ -79,6 +79,13 @@ final class GeometryTrainerTests: XCTestCase {
         XCTAssertEqual(a.field.gridParams, b.field.gridParams)
         XCTAssertEqual(a.field.mlpParams, b.field.mlpParams)
         XCTAssertEqual(a.field.logXi, b.field.logXi)
+        // ... and the same mesh, bit for bit.
+        let g = a.field.config.grid
+        let box = SceneBounds(min: g.boundsMin, max: g.boundsMax)
+        let meshA = try GeometryMeshing.mesh(field: a.field, bounds: box, voxelSize: 0.1)
+        let meshB = try GeometryMeshing.mesh(field: b.field, bounds: box, voxelSize: 0.1)
+        XCTAssertGreaterThan(meshA.triangles.count, 0)
+        XCTAssertEqual(meshA, meshB)
         let c = try Self.trainer(scene: scene, seed: 8)
         c.train(iterations: 5)
         XCTAssertNotEqual(a.field.mlpParams, c.field.mlpParams)
