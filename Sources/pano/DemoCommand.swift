@@ -57,7 +57,7 @@ struct Demo: ParsableCommand {
             guard !noTrain else { return }
             let mapDir = root.appendingPathComponent("map")
             log.info("demo: training the geometry field (\(iterations) steps) into \(mapDir.path)")
-            var train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
+            let train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
                                          "--seed", String(seed)])
             try train.run()
             print("mesh         \(mapDir.appendingPathComponent("mesh.ply").path) (open it in any PLY viewer)")
