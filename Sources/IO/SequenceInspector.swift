@@ -141,21 +141,20 @@ extension SequenceInspector.Report {
             let names = v.classes.map { "\($0.id):\($0.name)\($0.isThing ? "" : "*")" }.joined(separator: " ")
             s += "\nvocabulary   \(v.classes.count) classes (* = stuff): \(names)"
         }
-        if framesWithMasks > 0 {
-            let total = max(1, classPixels.values.reduce(0, +))
-            let top = classPixels.sorted { $0.value > $1.value }.prefix(8).map { id, px in
+        // The eight largest classes by pixel share.
+        func top(_ pixels: [Int: Int]) -> String {
+            let total = max(1, pixels.values.reduce(0, +))
+            return pixels.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.prefix(8).map { id, px in
                 "\(info.vocabulary?.class(id: id)?.name ?? "id \(id)") \(f(Double(px) * 100 / Double(total), 1))%"
             }.joined(separator: ", ")
-            s += "\nmasks        \(framesWithMasks) frames, \(f(Double(segmentCount) / Double(framesWithMasks), 1)) segments/frame, \(distinctMaskIDs) distinct ids; pixels: \(top)"
+        }
+        if framesWithMasks > 0 {
+            s += "\nmasks        \(framesWithMasks) frames, \(f(Double(segmentCount) / Double(framesWithMasks), 1)) segments/frame, \(distinctMaskIDs) distinct ids; pixels: \(top(classPixels))"
         } else {
             s += "\nmasks        none"
         }
         if framesWithGroundTruth > 0 {
-            let total = max(1, groundTruthClassPixels.values.reduce(0, +))
-            let top = groundTruthClassPixels.sorted { $0.value > $1.value }.prefix(8).map { id, px in
-                "\(info.vocabulary?.class(id: id)?.name ?? "id \(id)") \(f(Double(px) * 100 / Double(total), 1))%"
-            }.joined(separator: ", ")
-            s += "\nground truth \(framesWithGroundTruth) frames with label images, \(groundTruthClassPixels.count) classes, \(groundTruthInstances.count) instance ids; labelled pixels: \(top)"
+            s += "\nground truth \(framesWithGroundTruth) frames with label images, \(groundTruthClassPixels.count) classes, \(groundTruthInstances.count) instance ids; labelled pixels: \(top(groundTruthClassPixels))"
         }
         for (frame, e) in skipped.prefix(10) { s += "\nskipped      frame \(frame): \(e)" }
         if skipped.count > 10 { s += "\nskipped      ... \(skipped.count - 10) more" }

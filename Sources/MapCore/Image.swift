@@ -39,21 +39,25 @@ public typealias Gray16Image = Image<UInt16>
 /// Depth in metres; 0 marks an invalid measurement.
 public typealias DepthImage = Image<Float>
 
-extension Image where Pixel == UInt8 {
-    /// Nearest-neighbour resize of an 8-bit image (used to bring colour to depth resolution).
-    public func resizedNearest(width w: Int, height h: Int) -> Image<UInt8> {
+extension Image {
+    /// Nearest-neighbour resize: each output pixel takes the source pixel under its centre. The only resize for labels
+    /// and ids, which must never be interpolated.
+    public func resizedNearest(width w: Int, height h: Int) -> Image<Pixel> {
         if w == width && h == height { return self }
-        var out = [UInt8](repeating: 0, count: w * h * channels)
+        var out: [Pixel] = []
+        out.reserveCapacity(w * h * channels)
         for y in 0..<h {
             let sy = min(height - 1, Int((Double(y) + 0.5) * Double(height) / Double(h)))
             for x in 0..<w {
                 let sx = min(width - 1, Int((Double(x) + 0.5) * Double(width) / Double(w)))
-                for c in 0..<channels { out[(y * w + x) * channels + c] = data[(sy * width + sx) * channels + c] }
+                for c in 0..<channels { out.append(data[(sy * width + sx) * channels + c]) }
             }
         }
         return Image(width: w, height: h, channels: channels, data: out)
     }
+}
 
+extension Image where Pixel == UInt8 {
     /// Bilinear resize of an 8-bit image (area-faithful enough for colour; masks must use `resizedNearest`).
     public func resizedBilinear(width w: Int, height h: Int) -> Image<UInt8> {
         if w == width && h == height { return self }
@@ -71,22 +75,6 @@ extension Image where Pixel == UInt8 {
                     let v = (a * (1 - wx) + b * wx) * (1 - wy) + (d * (1 - wx) + e * wx) * wy
                     out[(y * w + x) * channels + c] = UInt8(max(0, min(255, v.rounded())))
                 }
-            }
-        }
-        return Image(width: w, height: h, channels: channels, data: out)
-    }
-}
-
-extension Image where Pixel == UInt16 {
-    /// Nearest-neighbour resize (labels and ids must never be interpolated).
-    public func resizedNearest(width w: Int, height h: Int) -> Image<UInt16> {
-        if w == width && h == height { return self }
-        var out = [UInt16](repeating: 0, count: w * h * channels)
-        for y in 0..<h {
-            let sy = min(height - 1, Int((Double(y) + 0.5) * Double(height) / Double(h)))
-            for x in 0..<w {
-                let sx = min(width - 1, Int((Double(x) + 0.5) * Double(width) / Double(w)))
-                for c in 0..<channels { out[(y * w + x) * channels + c] = data[(sy * width + sx) * channels + c] }
             }
         }
         return Image(width: w, height: h, channels: channels, data: out)
