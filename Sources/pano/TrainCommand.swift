@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
     var format: String?
 
     @Option(help: "Optimisation steps. A run is reproducible bit for bit when this, not --seconds, ends it.")
-    var iterations = 6000
+    var iterations = 3000
 
     @Option(help: "Time budget in seconds (a safety cap; when it ends the run, the result depends on machine speed).")
     var seconds: Double = 280
