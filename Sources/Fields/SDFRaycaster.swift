@@ -2,16 +2,22 @@ import Foundation
 import MapCore
 
 /// Depth images of the SDF by batched sphere tracing: every ray advances by its SDF value each round (all rays of a
-/// batch are evaluated together, so the field runs on large batches), and a sign change is refined by the secant
-/// between the last positive and the first negative sample. Used for novel-view depth and held-out evaluation.
+/// batch are evaluated together, so the field runs on large batches), and a hit is a sign change from positive to
+/// negative, refined by the secant between the two samples. A ray that starts inside negative space (unobserved space
+/// the field never had to make positive) walks out of it first instead of giving up. Used for novel-view depth and
+/// held-out evaluation.
 public struct SDFRaycaster {
     public var near: Float = 0.1
     public var far: Float = 8
-    public var maxRounds = 64
+    /// Rounds of the batched march; with `minStep` this bounds the distance a ray covers where the field
+    /// underestimates the distance (free space far from surfaces is only constrained to 0 <= s <= distance along the
+    /// training rays, so s there can be much smaller than the true distance).
+    public var maxRounds = 1024
     /// A ray has hit when |s| falls below this (metres).
     public var hitTolerance: Float = 5e-4
-    /// Smallest advance per round (metres), so rays do not stall where the SDF underestimates.
-    public var minStep: Float = 2e-3
+    /// Smallest advance per round (metres), so rays do not stall where the SDF underestimates. Surfaces thinner than
+    /// this can be stepped over.
+    public var minStep: Float = 0.01
 
     public init() {}
 
@@ -41,7 +47,7 @@ public struct SDFRaycaster {
     public func trace(field: GeometryField, origins: [Float], directions: [Float]) -> [Float] {
         let n = origins.count / 3
         var t = [Float](repeating: near, count: n)
-        var prevT = [Float](repeating: near, count: n), prevS = [Float](repeating: .infinity, count: n)
+        var prevT = [Float](repeating: near, count: n), prevS = [Float](repeating: -1, count: n) // -1: no positive sample yet
         var result = [Float](repeating: 0, count: n)
         var active = Array(0..<n)
         var pos = [Float](), s = [Float]()
@@ -59,13 +65,18 @@ public struct SDFRaycaster {
             for (a, i) in active.enumerated() {
                 let v = s[a]
                 if v < 0 {
-                    // Crossed: secant between the last positive sample and this one.
-                    if prevS[i].isFinite && prevS[i] > 0 {
+                    // A crossing from outside: secant between the last positive sample and this one.
+                    if prevS[i] > 0 {
                         result[i] = prevT[i] + (t[i] - prevT[i]) * prevS[i] / (prevS[i] - v)
+                        continue
                     }
-                    continue // started inside a solid: no hit
+                    // Inside a solid (e.g. the ray starts in unobserved space the field left negative): walk out.
+                    prevS[i] = v
+                    t[i] += max(-v, minStep)
+                    if t[i] <= far { next.append(i) }
+                    continue
                 }
-                if v < hitTolerance { result[i] = t[i]; continue }
+                if v < hitTolerance && prevS[i] > 0 { result[i] = t[i]; continue }
                 prevT[i] = t[i]; prevS[i] = v
                 t[i] += max(v, minStep)
                 if t[i] <= far { next.append(i) }
