@@ -76,5 +76,11 @@ struct KernelsBench: ParsableCommand {
                          t, r.mlpGFLOPS, r.sgemmPeakGFLOPS, r.mlpGFLOPS / r.sgemmPeakGFLOPS))
         }
         if let a = mlp[1], let b = mlp[2] { print(String(format: "  scaling 1 -> 2 threads: %.2fx", b / a)) }
+        print("instance-token attention, 65536 points x 32 tokens, width 16")
+        for t in threadCounts {
+            let r = TokenAttentionBenchmark.run(points: 65536, tokens: 32, width: 16, threads: t)
+            print(String(format: "  %d thread(s): forward %.2f M pts/s, forward+backward %.2f M pts/s",
+                         t, r.forwardPointsPerSecond / 1e6, r.forwardBackwardPointsPerSecond / 1e6))
+        }
     }
 }
