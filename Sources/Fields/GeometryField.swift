@@ -37,6 +37,8 @@ public final class GeometryField {
     var touched: HashGridTouched
     var touchedAscending: [Int32] = []
     var encoded: [Float] = []
+    /// Grid features of inference calls, apart from `encoded`, which the backward of the last training forward reads.
+    var inferenceEncoded: [Float] = []
     var gradEncoded: [Float] = []
     var output: [Float] = []
     /// Training activations (kept from forward to backward) and a separate one for inference, so that evaluating
@@ -73,8 +75,8 @@ public final class GeometryField {
         var start = 0
         while start < count {
             let n = min(chunk, count - start)
-            encode(positions + 3 * start, n)
-            encoded.withUnsafeBufferPointer { enc in
+            encode(positions + 3 * start, n, into: &inferenceEncoded)
+            inferenceEncoded.withUnsafeBufferPointer { enc in
                 mlpParams.withUnsafeBufferPointer { p in
                     mlp.infer(params: p.baseAddress!, input: enc.baseAddress!, count: n, workspace: inferenceWorkspace,
                               output: out + start)
@@ -93,7 +95,7 @@ public final class GeometryField {
         return out
     }
 
-    private func encode(_ positions: UnsafePointer<Float>, _ n: Int) {
+    private func encode(_ positions: UnsafePointer<Float>, _ n: Int, into encoded: inout [Float]) {
         let width = grid.outputWidth
         if encoded.count < n * width { encoded = [Float](repeating: 0, count: n * width) }
         gridParams.withUnsafeBufferPointer { p in
@@ -109,7 +111,7 @@ public final class GeometryField {
     public func forwardForTraining(positions: [Float]) -> [Float] {
         let n = positions.count / 3
         lastPositions = positions
-        positions.withUnsafeBufferPointer { encode($0.baseAddress!, n) }
+        positions.withUnsafeBufferPointer { encode($0.baseAddress!, n, into: &encoded) }
         if output.count < n { output = [Float](repeating: 0, count: n) }
         encoded.withUnsafeBufferPointer { enc in
             mlpParams.withUnsafeBufferPointer { p in
