@@ -95,33 +95,17 @@ public final class GeometryTrainer {
         positions.reserveCapacity(total * 3)
         rho.removeAll(keepingCapacity: true)
         observed.removeAll(keepingCapacity: true)
-        var uni = [Float](repeating: 0, count: nu), band = [Float](repeating: 0, count: ns)
+        let sampler = DepthGuidedRaySampler(near: config.near, truncation: tau, uniformSamples: nu, surfaceSamples: ns)
 
         // Rays and their sorted samples.
         for _ in 0..<r {
             let f = frames[pool[Int(rng.next() % UInt64(pool.count))]]
             let p = Int(f.validPixels[Int(rng.next() % UInt64(f.validPixels.count))])
             let k = f.intrinsics
-            let x = Double(p % k.width), y = Double(p / k.width)
-            let d_C = Vec3((x - k.cx) / k.fx, (y - k.cy) / k.fy, 1)
-            let norm = length(d_C)
-            let d_W = f.T_W_C.rotation * (d_C / norm)
-            let o = f.T_W_C.translation
-            let origin = SIMD3<Float>(Float(o.x), Float(o.y), Float(o.z))
-            let dir = SIMD3<Float>(Float(d_W.x), Float(d_W.y), Float(d_W.z))
-            let depth = f.depth[p] * Float(norm)
-            let lo = config.near, hi = depth + tau
-            for i in 0..<nu { uni[i] = lo + (hi - lo) * (Float(i) + Float(rng.uniform())) / Float(nu) }
-            for i in 0..<ns { band[i] = depth - tau + 2 * tau * (Float(i) + Float(rng.uniform())) / Float(ns) }
-            // Merge the two sorted lists.
-            var a = 0, b = 0
-            while a < nu || b < ns {
-                let t: Float
-                if b >= ns || (a < nu && uni[a] <= band[b]) { t = uni[a]; a += 1 } else { t = band[b]; b += 1 }
-                rho.append(t)
-                let q = origin + t * dir
-                positions.append(q.x); positions.append(q.y); positions.append(q.z)
-            }
+            let ray = DepthGuidedRaySampler.cameraRay(x: p % k.width, y: p / k.width, T_W_C: f.T_W_C, intrinsics: k)
+            let depth = f.depth[p] * ray.rangePerDepth
+            sampler.append(origin: ray.origin, direction: ray.direction, range: depth, jitter: true, rng: &rng,
+                           distances: &rho, positions: &positions)
             observed.append(depth)
         }
         // Eikonal points: the band samples of the first `eikRays` rays, each moved by h along x, y, z.

@@ -26,16 +26,12 @@ public struct SDFRaycaster {
         let n = k.width * k.height
         var origins = [Float](repeating: 0, count: 3 * n), dirs = origins
         var zScale = [Float](repeating: 0, count: n)
-        let o = T_W_C.translation
         for y in 0..<k.height {
             for x in 0..<k.width {
                 let i = y * k.width + x
-                let d_C = Vec3((Double(x) - k.cx) / k.fx, (Double(y) - k.cy) / k.fy, 1)
-                let norm = length(d_C)
-                let d_W = T_W_C.rotation * (d_C / norm)
-                origins[3 * i] = Float(o.x); origins[3 * i + 1] = Float(o.y); origins[3 * i + 2] = Float(o.z)
-                dirs[3 * i] = Float(d_W.x); dirs[3 * i + 1] = Float(d_W.y); dirs[3 * i + 2] = Float(d_W.z)
-                zScale[i] = Float(1 / norm)
+                let ray = DepthGuidedRaySampler.cameraRay(x: x, y: y, T_W_C: T_W_C, intrinsics: k)
+                for c in 0..<3 { origins[3 * i + c] = ray.origin[c]; dirs[3 * i + c] = ray.direction[c] }
+                zScale[i] = 1 / ray.rangePerDepth
             }
         }
         let t = trace(field: field, origins: origins, directions: dirs)
