@@ -56,9 +56,10 @@ struct Demo: ParsableCommand {
             // Mapping stage so far: batch geometry (SDF field) → mesh → metrics against the ground truth.
             guard !noTrain else { return }
             let mapDir = root.appendingPathComponent("map")
-            log.info("demo: training the geometry field (\(iterations) steps) into \(mapDir.path)")
+            log.info("demo: training the geometry field (\(iterations) steps) and the semantic field into \(mapDir.path)")
+            // Every 5th frame is held out: depth and semantics are reported on views the fields never trained on.
             let train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
-                                         "--seed", String(seed)])
+                                         "--seed", String(seed), "--hold-out", "5", "--semantic-iterations", "600"])
             try train.run()
             print("mesh         \(mapDir.appendingPathComponent("mesh.ply").path) (open it in any PLY viewer)")
         }

@@ -44,6 +44,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Keep mesh parts no training frame could see (behind observed surfaces or outside every view).")
     var keepUnobserved = false
 
+    @Option(help: "Steps of the semantic field after the geometry (0 = none; needs masks and a vocabulary). Adds a per-vertex `semantic` label to the mesh and, with --hold-out and GT label images (gt/semantic/), the held-out mIoU.")
+    var semanticIterations = 0
+
     @Option(help: "Rays per optimisation step.")
     var rays = GeometryTrainerConfig().raysPerStep
 
@@ -93,12 +96,26 @@ struct Train: ParsableCommand {
             }
             let trainSeconds = Date().timeIntervalSince(start)
 
+            // 3b. Semantics on top of the trained geometry.
+            var semantics: SemanticTrainer?
+            if semanticIterations > 0 {
+                semantics = try trainSemantics(reader: reader, training: training, bounds: bounds, geometry: field)
+            }
+
             // 4. Mesh.
             let meshStart = Date()
             var mesh = try GeometryMeshing.mesh(field: field, bounds: bounds, voxelSize: voxel)
             let (colors, observable) = VertexColoring.colors(vertices: mesh.vertices, frames: training)
             mesh.colors = colors
             if !keepUnobserved { mesh = mesh.keeping(observable) }
+            if let semantics {
+                let logits = semantics.field.logits(mesh.vertices)
+                let c = semantics.field.classCount
+                let ids = logits.withUnsafeBufferPointer { z in
+                    (0..<mesh.vertices.count).map { Int32(semantics.field.classID(ofIndex: SemanticRendering.argmax(z.baseAddress! + $0 * c, classes: c))) }
+                }
+                mesh.labels.append((name: "semantic", values: ids))
+            }
             let meshURL = outDir.appendingPathComponent("mesh.ply")
             try PLY.write(mesh.plyData, to: meshURL)
             log.info("mesh: \(mesh.vertices.count) vertices, \(mesh.triangles.count) triangles in \(String(format: "%.1f", Date().timeIntervalSince(meshStart))) s → \(meshURL.path)")
@@ -111,6 +128,9 @@ struct Train: ParsableCommand {
                                                                        picture: outDir.appendingPathComponent("heldout-depth.png"))
                 print(String(format: "held-out depth error   %.2f cm (mean |rendered - measured| over %d frames)",
                              report.heldOutDepthErrorMetres! * 100, heldOut.count))
+            }
+            if let semantics, !heldOut.isEmpty {
+                report.heldOutSemantic = try heldOutSemantics(semantics, frames: heldOut, sequence: seqURL)
             }
             let gtURL = groundTruth.map { URL(fileURLWithPath: $0) } ?? seqURL.appendingPathComponent("gt/surface.ply")
             if Files.exists(gtURL) {
@@ -134,6 +154,49 @@ struct Train: ParsableCommand {
                                   log2TableSize: log2Table, baseResolution: 16,
                                   finestResolution: max(32, Int((longest / finestCell).rounded())))
         return GeometryField.Config(grid: grid)
+    }
+
+    func trainSemantics(reader: any SequenceReader, training: [Frame], bounds: SceneBounds,
+                        geometry: GeometryField) throws -> SemanticTrainer {
+        guard let vocabulary = reader.info.vocabulary, training.contains(where: { $0.masks != nil }) else {
+            throw MapError(.badArgument, "--semantic-iterations needs a sequence with masks and a vocabulary",
+                           file: reader.info.root.path, hint: "convert the dataset with masks (`pano convert`) or drop the option")
+        }
+        var tc = SemanticTrainerConfig()
+        tc.seed = seed
+        let semantic = try SemanticField(config: SemanticField.Config(grid: fieldConfig(bounds).grid), vocabulary: vocabulary,
+                                         seed: seed &+ 1)
+        let trainer = try SemanticTrainer(config: tc, field: semantic, geometry: geometry)
+        for f in training { trainer.add(f) }
+        let progress = Progress("semantics", total: semanticIterations)
+        trainer.train(iterations: semanticIterations, seconds: seconds, reportEvery: 25) { step, s in
+            progress.update(step, extra: String(format: "L_sem %.3f acc %.1f%%", s.loss, s.accuracy * 100))
+        }
+        return trainer
+    }
+
+    /// Semantic labels rendered at the held-out views (sampled around their measured depth) against the GT label
+    /// images of our format (`gt/semantic/NNNNNN.png`); nil when there are none.
+    func heldOutSemantics(_ t: SemanticTrainer, frames: [Frame], sequence: URL) throws -> PanopticMetrics? {
+        var evaluator = PanopticEvaluator(vocabulary: t.field.vocabulary)
+        var used = 0
+        for f in frames {
+            let url = sequence.appendingPathComponent("gt/semantic/\(frameName(f.index)).png")
+            guard Files.exists(url) else { continue }
+            let gt = try ImageFiles.readGray16(url, frame: f.index, what: "GT semantic image")
+            guard gt.size == f.depth.size else { continue }
+            let pixels = (0..<Int32(f.depth.data.count)).map { $0 }
+            let idx = t.renderClassIndices(T_W_C: f.T_W_C, intrinsics: f.intrinsics, pixels: pixels, depth: f.depth.data)
+            let predicted = idx.map { $0 < 0 ? Int32(0) : Int32(t.field.classID(ofIndex: $0)) }
+            let zeros = [Int32](repeating: 0, count: predicted.count)
+            try evaluator.add(predictedClass: predicted, predictedInstance: zeros, gtClass: gt.data.map { Int32($0) },
+                              gtInstance: zeros)
+            used += 1
+        }
+        guard used > 0 else { return nil }
+        let m = try evaluator.result()
+        print(String(format: "held-out semantics     mIoU %.1f %%, mAcc %.1f %% over %d frames", m.mIoU * 100, m.mAcc * 100, used))
+        return m
     }
 
     func loadFrames(_ reader: any SequenceReader) throws -> ([Frame], [Frame]) {
@@ -195,5 +258,6 @@ struct TrainReport: Codable {
     var vertices: Int
     var triangles: Int
     var heldOutDepthErrorMetres: Double?
+    var heldOutSemantic: PanopticMetrics?
     var geometry: GeometryMetrics?
 }
