@@ -77,7 +77,13 @@ public final class GeometryTrainer {
     /// Adds a frame; returns its slot.
     @discardableResult
     public func add(_ frame: Frame) -> Int {
-        frames.append(TrainingFrame(frame, near: config.near, far: config.far))
+        add(TrainingFrame(frame, near: config.near, far: config.far))
+    }
+
+    /// Adds a frame already reduced to what training needs (e.g. after computing the scene bounds from it).
+    @discardableResult
+    public func add(_ frame: TrainingFrame) -> Int {
+        frames.append(frame)
         return frames.count - 1
     }
 

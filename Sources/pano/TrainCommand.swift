@@ -82,10 +82,11 @@ struct Train: ParsableCommand {
             trainerConfig.raysPerStep = rays
             trainerConfig.uniformSamples = uniformSamples
             trainerConfig.surfaceSamples = bandSamples
-            let bounds = SceneBounds.enclosing(training.map { TrainingFrame($0, near: trainerConfig.near, far: trainerConfig.far) })
+            let trainingFrames = training.map { TrainingFrame($0, near: trainerConfig.near, far: trainerConfig.far) }
+            let bounds = SceneBounds.enclosing(trainingFrames)
             let field = try GeometryField(config: fieldConfig(bounds), seed: seed)
             let trainer = try GeometryTrainer(config: trainerConfig, field: field)
-            for f in training { trainer.add(f) }
+            for f in trainingFrames { trainer.add(f) }
 
             // 3. Optimise.
             let progress = Progress("train", total: iterations)
