@@ -90,6 +90,38 @@ public enum SemanticRendering {
         }
     }
 
+    /// Backward of any loss of the rendered distributions: given dL/dP (rays x classes) writes dL/dlogits (rays x
+    /// samples x classes). P_c = (sum_j w_j p_jc + eps/C) / (W + eps) with p_j = softmax(z_j):
+    /// dL/dz_jc = w_j / (W + eps) * p_jc * (g_c - sum_k g_k p_jk).   // semantic rendering, chain rule through softmax
+    /// Zero-weight samples get zero gradient. Used by losses other than L_sem that read P (e.g. L_pan through
+    /// `PanopticHead`); with g = one-hot(-1 / (N P_l)) it equals the label-based `backward`.
+    public static func backward(weights: UnsafePointer<Float>, logits: UnsafePointer<Float>, rays: Int, samples s: Int,
+                                classes c: Int, epsilon: Float = defaultEpsilon,
+                                gradProbabilities: UnsafePointer<Float>, gradLogits: UnsafeMutablePointer<Float>) {
+        precondition(c >= 1 && s >= 1 && rays >= 0, "SemanticRendering.backward: need classes >= 1, samples >= 1")
+        for r in 0..<rays {
+            let wr = weights + r * s, zr = logits + r * s * c, gr = gradLogits + r * s * c
+            let up = gradProbabilities + r * c
+            var total: Float = 0
+            for j in 0..<s { total += wr[j] }
+            let inv = 1 / (total + epsilon)
+            for j in 0..<s {
+                let w = wr[j], z = zr + j * c, g = gr + j * c
+                guard w != 0 else { g.update(repeating: 0, count: c); continue }
+                var m = z[0]
+                for k in 1..<c where z[k] > m { m = z[k] }
+                // g holds exp(z - max) first, then the gradient.
+                var sum: Float = 0
+                for k in 0..<c { let e = expf(z[k] - m); g[k] = e; sum += e }
+                let invSum = 1 / sum
+                var dot: Float = 0
+                for k in 0..<c { g[k] *= invSum; dot += up[k] * g[k] }
+                let a = w * inv
+                for k in 0..<c { g[k] = a * g[k] * (up[k] - dot) }
+            }
+        }
+    }
+
     /// Index of the largest of `classes` values at `p` (the first on ties).
     @inline(__always)
     public static func argmax(_ p: UnsafePointer<Float>, classes c: Int) -> Int {

@@ -13,7 +13,10 @@ import MapCore
 ///   S_ik = sigmoid(f_i . f_k)                                         // feature similarity, Eq. (7)
 ///   G_ik = N(p_k | mu_i, Sigma_i) / N(mu_i | mu_i, Sigma_i)           // spatial prior, Eq. (8)
 ///        = exp(-0.5 |u|^2),  u = diag(exp(-l_i)) R_i^T (p_k - mu_i),  Sigma_i = R_i diag(exp(l_i))^2 R_i^T
-///   A_ik = exp(S_ik G_ik) / sum_j exp(S_jk G_jk)                      // attention map, Eq. (6), softmax over tokens
+///   A_ik = exp(beta S_ik G_ik) / sum_j exp(beta S_jk G_jk)            // attention map, Eq. (6), softmax over tokens
+/// beta (`sharpness`, default 1) is not in the paper's Eq. (6), which is beta = 1. Since S G lies in [0, 1], with
+/// beta = 1 no token can take more than e / (e + N - 1) of a point (0.13 for N = 20), so rendered token masks can
+/// never approach the 0/1 targets of L_ins; the trainer uses a larger beta (see `InstanceTrainerConfig`).
 /// R_i is the rotation of q_i / |q_i| (the normalisation is part of the function: gradients flow through it; a zero
 /// quaternion is read as the identity with zero gradient).
 ///
@@ -76,7 +79,7 @@ public enum TokenAttention {
     public static func forward(pointFeatures: UnsafePointer<Float>, positions: UnsafePointer<Float>, count K: Int,
                                featureWidth D: Int, tokens: Tokens, attention: UnsafeMutablePointer<Float>,
                                savedS: UnsafeMutablePointer<Float>?, savedG: UnsafeMutablePointer<Float>?,
-                               threads: Int, useBLAS: Bool = defaultUseBLAS) {
+                               sharpness: Float = 1, threads: Int, useBLAS: Bool = defaultUseBLAS) {
         let N = tokens.count
         precondition(K >= 0 && N >= 0 && D >= 1, "TokenAttention.forward: bad sizes K=\(K) N=\(N) D=\(D)")
         if K == 0 || N == 0 { return }
@@ -88,7 +91,7 @@ public enum TokenAttention {
                 for b in blockRange {
                     let lo = b * blockSize, hi = min(K, lo + blockSize)
                     forwardBlock(pointFeatures, positions, lo, hi, D, tokens, geometry, attention, savedS, savedG,
-                                 useBLAS)
+                                 sharpness, useBLAS)
                 }
             }
         }
@@ -101,8 +104,8 @@ public enum TokenAttention {
                                 featureWidth D: Int, tokens: Tokens, attention: UnsafePointer<Float>,
                                 savedS: UnsafePointer<Float>, savedG: UnsafePointer<Float>,
                                 gradAttention: UnsafePointer<Float>, gradPointFeatures: UnsafeMutablePointer<Float>,
-                                gradTokens: TokenGradients, scratch: UnsafeMutablePointer<Float>, threads: Int,
-                                useBLAS: Bool = defaultUseBLAS) {
+                                gradTokens: TokenGradients, scratch: UnsafeMutablePointer<Float>,
+                                sharpness: Float = 1, threads: Int, useBLAS: Bool = defaultUseBLAS) {
         let N = tokens.count
         precondition(K >= 0 && N >= 0 && D >= 1, "TokenAttention.backward: bad sizes K=\(K) N=\(N) D=\(D)")
         if K == 0 { return }
@@ -122,7 +125,7 @@ public enum TokenAttention {
                 for b in blockRange {
                     let lo = b * blockSize, hi = min(K, lo + blockSize)
                     backwardBlock(pointFeatures, positions, lo, hi, D, tokens, geometry, attention, savedS, savedG,
-                                  gradAttention, gradPointFeatures, gz, partials + b * N * W, useBLAS)
+                                  gradAttention, gradPointFeatures, gz, partials + b * N * W, sharpness, useBLAS)
                 }
             }
         }
@@ -136,7 +139,7 @@ public enum TokenAttention {
     static func forwardBlock(_ pf: UnsafePointer<Float>, _ pos: UnsafePointer<Float>, _ lo: Int, _ hi: Int, _ D: Int,
                              _ tokens: Tokens, _ geo: UnsafePointer<Float>, _ att: UnsafeMutablePointer<Float>,
                              _ savedS: UnsafeMutablePointer<Float>?, _ savedG: UnsafeMutablePointer<Float>?,
-                             _ useBLAS: Bool) {
+                             _ beta: Float, _ useBLAS: Bool) {
         let N = tokens.count
         let tf = tokens.features
         // Logits f_i . f_k for the block: (rows x D) * (D x N), written into the attention rows.
@@ -161,7 +164,7 @@ public enum TokenAttention {
             for i in 0..<N {
                 let s = 1 / (1 + expf(-row[i]))                     // S = sigmoid(f_i . f_k)
                 let g = gaussian(geo + i * geometryWidth, px, py, pz) // G = exp(-0.5 d^T Sigma^-1 d)
-                let x = s * g
+                let x = beta * s * g
                 row[i] = x
                 if let savedS { savedS[k * N + i] = s }
                 if let savedG { savedG[k * N + i] = g }
@@ -195,7 +198,7 @@ public enum TokenAttention {
                               _ D: Int, _ tokens: Tokens, _ geo: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                               _ sS: UnsafePointer<Float>, _ sG: UnsafePointer<Float>, _ gA: UnsafePointer<Float>,
                               _ gpf: UnsafeMutablePointer<Float>, _ gz: UnsafeMutablePointer<Float>,
-                              _ part: UnsafeMutablePointer<Float>, _ useBLAS: Bool) {
+                              _ part: UnsafeMutablePointer<Float>, _ beta: Float, _ useBLAS: Bool) {
         let N = tokens.count
         let W = partialWidth(D)
         let tf = tokens.features
@@ -207,7 +210,7 @@ public enum TokenAttention {
             for i in 0..<N { dot += a[i] * ga[i] }
             let px = pos[3 * k], py = pos[3 * k + 1], pz = pos[3 * k + 2]
             for i in 0..<N {
-                let gx = a[i] * (ga[i] - dot)          // softmax backward: dL/d(S G)
+                let gx = beta * a[i] * (ga[i] - dot)   // softmax backward: dL/d(S G)
                 let s = sr[i], g = gr[i]
                 gzr[i] = gx * g * s * (1 - s)          // dL/d(f_i . f_k)
                 // dL/du = dL/dG * dG/du = (gx s) * (-G u)

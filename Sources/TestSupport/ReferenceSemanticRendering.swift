@@ -37,3 +37,19 @@ public enum ReferenceSemanticRendering {
         return n > 0 ? total / Double(n) : 0
     }
 }
+
+extension ReferenceSemanticRendering {
+    /// The rendered distributions of a whole batch (rays x classes, flattened), laid out like the kernel's buffers;
+    /// the function whose vector-Jacobian product `SemanticRendering.backward(..., gradProbabilities:, ...)` computes.
+    public static func probabilities(weights: [Double], logits: [Double], rays: Int, samples s: Int, classes c: Int,
+                                     epsilon: Double) -> [Double] {
+        var out: [Double] = []
+        out.reserveCapacity(rays * c)
+        for r in 0..<rays {
+            let w = Array(weights[(r * s)..<((r + 1) * s)])
+            let z = (0..<s).map { j in Array(logits[((r * s + j) * c)..<((r * s + j + 1) * c)]) }
+            out += probabilities(weights: w, logits: z, epsilon: epsilon)
+        }
+        return out
+    }
+}

@@ -60,9 +60,9 @@ public enum ReferenceTokenAttention {
         return inv.map { $0.map { $0 / det } }
     }
 
-    /// Forward: S_ik = sigmoid(f_i . f_k), G_ik = exp(-0.5 d^T Sigma_i^-1 d) (d = p_k - mu_i), A = softmax_i(S G).
+    /// Forward: S_ik = sigmoid(f_i . f_k), G_ik = exp(-0.5 d^T Sigma_i^-1 d) (d = p_k - mu_i), A = softmax_i(beta S G).
     public static func forward(pointFeatures: [Double], positions: [Double], count K: Int, featureWidth D: Int,
-                               tokens t: Tokens) -> Output {
+                               tokens t: Tokens, sharpness beta: Double = 1) -> Output {
         let N = t.count
         var S = [Double](repeating: 0, count: K * N), G = S, A = S
         let inverses = (0..<N).map { i in
@@ -79,7 +79,7 @@ public enum ReferenceTokenAttention {
                 for r in 0..<3 { for c in 0..<3 { q += d[r] * inverses[i][r][c] * d[c] } }
                 G[k * N + i] = exp(-0.5 * q)
             }
-            let x = (0..<N).map { S[k * N + $0] * G[k * N + $0] }
+            let x = (0..<N).map { beta * S[k * N + $0] * G[k * N + $0] }
             let mx = x.max() ?? 0
             let e = x.map { exp($0 - mx) }
             let sum = e.reduce(0, +)
@@ -90,9 +90,9 @@ public enum ReferenceTokenAttention {
 
     /// Scalar test loss L = sum_k sum_i c_ki A_ki (c is K x N like A).
     public static func loss(weights c: [Double], pointFeatures: [Double], positions: [Double], count K: Int,
-                            featureWidth D: Int, tokens: Tokens) -> Double {
+                            featureWidth D: Int, tokens: Tokens, sharpness: Double = 1) -> Double {
         let A = forward(pointFeatures: pointFeatures, positions: positions, count: K, featureWidth: D,
-                        tokens: tokens).attention
+                        tokens: tokens, sharpness: sharpness).attention
         var l = 0.0
         for j in 0..<A.count { l += c[j] * A[j] }
         return l

@@ -147,3 +147,58 @@ final class SemanticRenderingTests: XCTestCase {
         }
     }
 }
+
+// MARK: - The general backward (dL/dP -> dL/dlogits)
+
+extension SemanticRenderingTests {
+    func generalBackward(_ b: Batch, upstream: [Float], epsilon: Float = SemanticRendering.defaultEpsilon) -> [Float] {
+        var g = [Float](repeating: .nan, count: b.rays * b.samples * b.classes)
+        SemanticRendering.backward(weights: b.weights, logits: b.logits, rays: b.rays, samples: b.samples,
+                                   classes: b.classes, epsilon: epsilon, gradProbabilities: upstream, gradLogits: &g)
+        return g
+    }
+
+    /// For a random upstream gradient g, dL/dz against central differences of sum(g * P_ref), every logit.
+    func testGeneralBackwardMatchesFiniteDifferences() {
+        var rng = SeededRNG(seed: 15)
+        for c in [1, 3, 7] {
+            let b = randomBatch(&rng, rays: 5, samples: 6, classes: c)
+            let up = (0..<(b.rays * c)).map { _ in Float(rng.gaussian()) }
+            let grad = generalBackward(b, upstream: up)
+            let ud = up.map(Double.init), wd = b.weights.map(Double.init), base = b.logits.map(Double.init)
+            let eps = Double(SemanticRendering.defaultEpsilon), h = 1e-5
+            func objective(_ z: [Double]) -> Double {
+                let p = ReferenceSemanticRendering.probabilities(weights: wd, logits: z, rays: b.rays,
+                                                                 samples: b.samples, classes: c, epsilon: eps)
+                return zip(p, ud).map { $0 * $1 }.reduce(0, +)
+            }
+            for i in 0..<base.count {
+                var p = base, m = base
+                p[i] += h; m[i] -= h
+                let fd = (objective(p) - objective(m)) / (2 * h)
+                XCTAssertEqual(Double(grad[i]), fd, accuracy: 1e-6 + 1e-3 * abs(fd), "C \(c) logit \(i)")
+            }
+            // Zero-weight samples get exactly zero.
+            for j in 0..<(b.rays * b.samples) where b.weights[j] == 0 {
+                XCTAssertTrue(grad[(j * c)..<((j + 1) * c)].allSatisfy { $0 == 0 }, "sample \(j)")
+            }
+        }
+    }
+
+    /// With g = one-hot(-1 / (N P_l)) per labelled ray (zero for unlabelled ones) it is the label-based backward.
+    func testGeneralBackwardEqualsLabelBackward() {
+        var rng = SeededRNG(seed: 16)
+        let b = randomBatch(&rng, rays: 9, samples: 8, classes: 5, unlabelledEvery: 3)
+        let out = run(b)
+        var up = [Float](repeating: 0, count: b.rays * b.classes)
+        for r in 0..<b.rays where b.labels[r] >= 0 {
+            let l = Int(b.labels[r])
+            up[r * b.classes + l] = -1 / (Float(out.labelled) * out.p[r * b.classes + l])
+        }
+        let grad = generalBackward(b, upstream: up)
+        for i in 0..<grad.count {
+            XCTAssertEqual(grad[i], out.grad[i], accuracy: 1e-6 + 1e-4 * abs(out.grad[i]), "logit \(i)")
+        }
+        XCTAssertGreaterThan(grad.map { abs($0) }.max() ?? 0, 1e-3, "not trivially zero")
+    }
+}

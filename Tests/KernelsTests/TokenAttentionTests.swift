@@ -36,7 +36,7 @@ final class TokenAttentionTests: XCTestCase {
     /// Forward, then backward of dL/dA = gradAttention (if given), on the kernel. Token gradients start from `start`
     /// (accumulation) or zero.
     static func run(_ c: Case, gradAttention: [Float]?, threads: Int, useBLAS: Bool,
-                    start: Float = 0) -> Run {
+                    start: Float = 0, sharpness: Float = 1) -> Run {
         let K = c.K, N = c.N, D = c.D
         var out = Run(attention: .init(repeating: .nan, count: K * N), S: .init(repeating: .nan, count: K * N),
                       G: .init(repeating: .nan, count: K * N), gradPointFeatures: .init(repeating: .nan, count: K * D),
@@ -55,8 +55,8 @@ final class TokenAttentionTests: XCTestCase {
             out.G.withUnsafeMutableBufferPointer { g in
                 TokenAttention.forward(pointFeatures: pf.baseAddress!, positions: pos.baseAddress!, count: K,
                                        featureWidth: D, tokens: tokens, attention: a.baseAddress!,
-                                       savedS: s.baseAddress!, savedG: g.baseAddress!, threads: threads,
-                                       useBLAS: useBLAS)
+                                       savedS: s.baseAddress!, savedG: g.baseAddress!, sharpness: sharpness,
+                                       threads: threads, useBLAS: useBLAS)
                 guard let gradAttention else { return }
                 gradAttention.withUnsafeBufferPointer { ga in scratch.withUnsafeMutableBufferPointer { sc in
                 out.gradPointFeatures.withUnsafeMutableBufferPointer { gpf in
@@ -70,8 +70,8 @@ final class TokenAttentionTests: XCTestCase {
                                             featureWidth: D, tokens: tokens, attention: a.baseAddress!,
                                             savedS: s.baseAddress!, savedG: g.baseAddress!,
                                             gradAttention: ga.baseAddress!, gradPointFeatures: gpf.baseAddress!,
-                                            gradTokens: grads, scratch: sc.baseAddress!, threads: threads,
-                                            useBLAS: useBLAS)
+                                            gradTokens: grads, scratch: sc.baseAddress!, sharpness: sharpness,
+                                            threads: threads, useBLAS: useBLAS)
                 } } } } } } }
             } } }
         } } } } } }
@@ -98,12 +98,13 @@ final class TokenAttentionTests: XCTestCase {
         for trial in 0..<24 {
             let K = Int(rng.next() % 50) + 1, N = Int(rng.next() % 8) + 1, D = Int(rng.next() % 13) + 4
             let c = Self.makeCase(seed: 100 + UInt64(trial), K: K, N: N, D: D)
+            let beta: Float = trial % 2 == 0 ? 1 : 7.5
             let ref = ReferenceTokenAttention.forward(pointFeatures: c.pointFeatures.map(Double.init),
                                                       positions: c.positions.map(Double.init), count: K,
-                                                      featureWidth: D, tokens: c.reference)
+                                                      featureWidth: D, tokens: c.reference, sharpness: Double(beta))
             for useBLAS in [true, false] {
-                let r = Self.run(c, gradAttention: nil, threads: 2, useBLAS: useBLAS)
-                let tag = "K=\(K) N=\(N) D=\(D) blas=\(useBLAS)"
+                let r = Self.run(c, gradAttention: nil, threads: 2, useBLAS: useBLAS, sharpness: beta)
+                let tag = "K=\(K) N=\(N) D=\(D) blas=\(useBLAS) beta=\(beta)"
                 for (got, want, name) in [(r.attention, ref.attention, "A"), (r.S, ref.similarity, "S"),
                                           (r.G, ref.spatial, "G")] {
                     for j in 0..<want.count {
@@ -151,10 +152,11 @@ final class TokenAttentionTests: XCTestCase {
             let c = Self.makeCase(seed: 200 + UInt64(trial), K: shape.K, N: shape.N, D: shape.D, featureScale: 0.8)
             let weights = (0..<(c.K * c.N)).map { _ in rng.uniform(-1, 1) }
             let tokens = c.reference
+            let beta: Float = trial % 2 == 0 ? 1 : 6
             let pf = c.pointFeatures.map(Double.init), pos = c.positions.map(Double.init)
             func L(_ pf: [Double], _ t: ReferenceTokenAttention.Tokens) -> Double {
                 ReferenceTokenAttention.loss(weights: weights, pointFeatures: pf, positions: pos, count: c.K,
-                                             featureWidth: c.D, tokens: t)
+                                             featureWidth: c.D, tokens: t, sharpness: Double(beta))
             }
             let h = 1e-6
             func fd(_ n: Int, _ eval: (Int, Double) -> Double) -> [Double] {
@@ -166,8 +168,9 @@ final class TokenAttentionTests: XCTestCase {
             let wantRot = fd(tokens.rotations.count) { j, e in var t = tokens; t.rotations[j] += e; return L(pf, t) }
             let wantLS = fd(tokens.logScales.count) { j, e in var t = tokens; t.logScales[j] += e; return L(pf, t) }
             for useBLAS in [true, false] {
-                let r = Self.run(c, gradAttention: weights.map(Float.init), threads: 2, useBLAS: useBLAS)
-                let tag = "K=\(c.K) N=\(c.N) D=\(c.D) blas=\(useBLAS)"
+                let r = Self.run(c, gradAttention: weights.map(Float.init), threads: 2, useBLAS: useBLAS,
+                                 sharpness: beta)
+                let tag = "K=\(c.K) N=\(c.N) D=\(c.D) blas=\(useBLAS) beta=\(beta)"
                 Self.assertClose(r.gradPointFeatures, wantPF, 2e-3, "dL/dpointFeatures \(tag)")
                 Self.assertClose(r.gradFeatures, wantTF, 2e-3, "dL/dtokenFeatures \(tag)")
                 Self.assertClose(r.gradMeans, wantMu, 2e-3, "dL/dmeans \(tag)")
