@@ -12,7 +12,7 @@ import Glibc
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate reconstructions against ground truth.",
-        subcommands: [EvalGeometry.self, EvalBench.self])
+        subcommands: [EvalGeometry.self, EvalPanoptic.self, EvalBench.self])
 }
 
 struct EvalGeometry: ParsableCommand {
@@ -84,6 +84,91 @@ struct EvalGeometry: ParsableCommand {
                 }
                 print(lines.joined(separator: "\n"))
                 print(report.metrics.text)
+            }
+        }
+    }
+}
+
+struct EvalPanoptic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "panoptic",
+        abstract: "PQ / SQ / RQ (things, stuff), mIoU, mAcc, mCov, mW-Cov of a map in 2D (held-out views) and 3D (mesh vertices).",
+        discussion: """
+            2D: MAPDIR/heldout/NNNNNN-semantic.png and NNNNNN-instance.png (16-bit class and instance ids) against the \
+            sequence's gt/semantic and gt/instance images. 3D: every vertex of MAPDIR/mesh.ply (int vertex properties \
+            semantic, instance) against the labels of its nearest ground-truth point. Each part runs when its inputs \
+            exist; all frames (or vertices) are evaluated together, scene-level.
+            """)
+
+    @Argument(help: "Map directory (snapshot): heldout/ and/or mesh.ply.")
+    var map: String
+
+    @Option(help: "Sequence with the ground truth and the vocabulary.")
+    var sequence: String
+
+    @Option(help: "Layout of --sequence instead of detecting it.")
+    var format: String?
+
+    @Option(help: "Labelled GT points for 3D (default: SEQUENCE/gt/surface.ply).")
+    var groundTruth: String?
+
+    @Flag(help: "Print the report as JSON (ratios).")
+    var json = false
+
+    struct Report: Codable {
+        struct TwoD: Codable { var directory: String; var frames: [Int]; var metrics: PanopticMetrics }
+        struct ThreeD: Codable { var mesh: String; var groundTruth: String; var vertices: Int; var metrics: PanopticMetrics }
+        var heldout: TwoD?
+        var mesh: ThreeD?
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let mapURL = URL(fileURLWithPath: map), seqURL = URL(fileURLWithPath: sequence)
+            guard let vocabulary = try SequenceFormats.open(seqURL, format: format).info.vocabulary else {
+                throw MapError(.badArgument, "the sequence has no vocabulary", file: seqURL.path,
+                               hint: "give a sequence with a vocabulary.json (e.g. a synthetic one from `pano demo`)")
+            }
+            var report = Report()
+            let heldout = mapURL.appendingPathComponent("heldout")
+            if Files.exists(heldout) {
+                let r = try PanopticEvaluation.evaluate2D(predictions: heldout, sequence: seqURL, vocabulary: vocabulary)
+                report.heldout = .init(directory: heldout.path, frames: r.frames, metrics: r.metrics)
+            }
+            let meshURL = mapURL.appendingPathComponent("mesh.ply")
+            if Files.exists(meshURL) {
+                let mesh = try PanopticEvaluation.readPLY(meshURL, role: "mesh")
+                if PanopticEvaluation.hasLabels(mesh) {
+                    let gtURL = groundTruth.map { URL(fileURLWithPath: $0) } ?? seqURL.appendingPathComponent("gt/surface.ply")
+                    guard Files.exists(gtURL) else {
+                        throw MapError(.missingFile, "no labelled ground-truth points for the 3D metrics", file: gtURL.path,
+                                       hint: "give --ground-truth FILE (PLY with int vertex properties semantic, instance)")
+                    }
+                    let gt = try PanopticEvaluation.readPLY(gtURL, role: "ground truth")
+                    let m = try PanopticEvaluation.evaluate3D(mesh: mesh, groundTruth: gt, vocabulary: vocabulary,
+                                                              meshSource: meshURL.path, groundTruthSource: gtURL.path)
+                    report.mesh = .init(mesh: meshURL.path, groundTruth: gtURL.path, vertices: mesh.positions.count, metrics: m)
+                } else {
+                    log.notice("3D skipped: \(meshURL.path) lacks the vertex properties semantic and instance")
+                }
+            }
+            guard report.heldout != nil || report.mesh != nil else {
+                throw MapError(.missingFile, "nothing to evaluate: no heldout/ directory and no mesh.ply with panoptic labels",
+                               file: mapURL.path, hint: "give a map directory written with panoptic outputs")
+            }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(report), as: UTF8.self))
+            } else {
+                var parts: [String] = []
+                if let h = report.heldout {
+                    parts.append("2D: \(h.frames.count) held-out frames (\(h.directory))\n" + h.metrics.text)
+                }
+                if let m = report.mesh {
+                    parts.append("3D: \(m.vertices) vertices of \(m.mesh) against \(m.groundTruth)\n" + m.metrics.text)
+                }
+                print(parts.joined(separator: "\n\n"))
             }
         }
     }
