@@ -26,6 +26,9 @@ struct Demo: ParsableCommand {
     @Option(help: "Geometry optimisation steps of the mapping stage.")
     var iterations = 3000
 
+    @Option(help: "Steps of the panoptic stage (semantic and instance fields, tokens, panoptic head).")
+    var panopticIterations = 1500
+
     @Flag(help: "Only generate and ingest the sequence; skip mapping.")
     var noTrain = false
 
@@ -56,10 +59,10 @@ struct Demo: ParsableCommand {
             // Mapping stage so far: batch geometry (SDF field) → mesh → metrics against the ground truth.
             guard !noTrain else { return }
             let mapDir = root.appendingPathComponent("map")
-            log.info("demo: training the geometry field (\(iterations) steps) and the semantic field into \(mapDir.path)")
-            // Every 5th frame is held out: depth and semantics are reported on views the fields never trained on.
+            log.info("demo: training the geometry field (\(iterations) steps) and the panoptic fields into \(mapDir.path)")
+            // Every 5th frame is held out: depth and panoptic labels are reported on views the fields never trained on.
             let train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
-                                         "--seed", String(seed), "--hold-out", "5", "--semantic-iterations", "600"])
+                                         "--seed", String(seed), "--hold-out", "5", "--panoptic-iterations", String(panopticIterations)])
             try train.run()
             print("mesh         \(mapDir.appendingPathComponent("mesh.ply").path) (open it in any PLY viewer)")
         }

@@ -44,8 +44,11 @@ struct Train: ParsableCommand {
     @Flag(help: "Keep mesh parts no training frame could see (behind observed surfaces or outside every view).")
     var keepUnobserved = false
 
-    @Option(help: "Steps of the semantic field after the geometry (0 = none; needs masks and a vocabulary). Adds a per-vertex `semantic` label to the mesh and, with --hold-out and GT label images (gt/semantic/), the held-out mIoU.")
-    var semanticIterations = 0
+    @Option(help: "Steps of the panoptic stage after the geometry (0 = none; needs masks and a vocabulary): semantic and instance fields, instance tokens, panoptic head. Adds per-vertex semantic / instance / panoptic labels to the mesh and legend.json; with --hold-out, label renders of the held-out views (heldout/) and, with GT label images (gt/), 2D and 3D panoptic metrics.")
+    var panopticIterations = 0
+
+    @Flag(help: "With --panoptic-iterations: also train the ablation variants (no spatial prior; prior without L_pan) on the same geometry and print their PQ next to the full method's.")
+    var ablation = false
 
     @Option(help: "Rays per optimisation step.")
     var rays = GeometryTrainerConfig().raysPerStep
@@ -97,10 +100,22 @@ struct Train: ParsableCommand {
             }
             let trainSeconds = Date().timeIntervalSince(start)
 
-            // 3b. Semantics on top of the trained geometry.
-            var semantics: SemanticTrainer?
-            if semanticIterations > 0 {
-                semantics = try trainSemantics(reader: reader, training: training, bounds: bounds, geometry: field)
+            // 3b. Panoptic fields on top of the trained geometry (and the ablation variants, each on the same geometry).
+            let stage = PanopticStage(iterations: panopticIterations, seconds: seconds, seed: seed,
+                                      grid: fieldConfig(bounds).grid)
+            var panoptic: PanopticTrainer?
+            var ablationRows: [(name: String, metrics: PanopticMetrics?)] = []
+            if panopticIterations > 0 {
+                if ablation {
+                    for (name, prior, pan) in [("no-prior", false, false), ("prior", true, false)] {
+                        var variant = stage
+                        variant.usePrior = prior; variant.usePanopticLoss = pan
+                        let t = try variant.train(reader: reader, training: training, geometry: field, label: name)
+                        ablationRows.append((name, try heldOutPanoptic(t, frames: heldOut, sequence: seqURL,
+                                                                       into: outDir.appendingPathComponent("ablation/\(name)"))))
+                    }
+                }
+                panoptic = try stage.train(reader: reader, training: training, geometry: field, label: "panoptic")
             }
 
             // 4. Mesh.
@@ -109,13 +124,13 @@ struct Train: ParsableCommand {
             let (colors, observable) = VertexColoring.colors(vertices: mesh.vertices, frames: training)
             mesh.colors = colors
             if !keepUnobserved { mesh = mesh.keeping(observable) }
-            if let semantics {
-                let logits = semantics.field.logits(mesh.vertices)
-                let c = semantics.field.classCount
-                let ids = logits.withUnsafeBufferPointer { z in
-                    (0..<mesh.vertices.count).map { Int32(semantics.field.classID(ofIndex: SemanticRendering.argmax(z.baseAddress! + $0 * c, classes: c))) }
-                }
-                mesh.labels.append((name: "semantic", values: ids))
+            if let panoptic {
+                let legend = PanopticStage.legend(panoptic)
+                PanopticStage.label(&mesh, panoptic, legend: legend)
+                try legend.write(to: outDir.appendingPathComponent("legend.json"))
+                var points = mesh // the labelled point cloud: the mesh's vertices without faces
+                points.triangles = []
+                try PLY.write(points.plyData, to: outDir.appendingPathComponent("points.ply"))
             }
             let meshURL = outDir.appendingPathComponent("mesh.ply")
             try PLY.write(mesh.plyData, to: meshURL)
@@ -130,8 +145,12 @@ struct Train: ParsableCommand {
                 print(String(format: "held-out depth error   %.2f cm (mean |rendered - measured| over %d frames)",
                              report.heldOutDepthErrorMetres! * 100, heldOut.count))
             }
-            if let semantics, !heldOut.isEmpty {
-                report.heldOutSemantic = try heldOutSemantics(semantics, frames: heldOut, sequence: seqURL)
+            if let panoptic, !heldOut.isEmpty {
+                report.heldOutPanoptic = try heldOutPanoptic(panoptic, frames: heldOut, sequence: seqURL, into: outDir)
+                if ablation {
+                    ablationRows.append(("prior+L_pan", report.heldOutPanoptic))
+                    printAblation(ablationRows)
+                }
             }
             let gtURL = groundTruth.map { URL(fileURLWithPath: $0) } ?? seqURL.appendingPathComponent("gt/surface.ply")
             if Files.exists(gtURL) {
@@ -141,6 +160,11 @@ struct Train: ParsableCommand {
                                                    format: format, options: options)
                 report.geometry = r.metrics
                 print(r.metrics.text)
+                if let panoptic, let vocabulary = reader.info.vocabulary {
+                    let m = try PanopticEvaluation.evaluate3D(mesh: meshURL, groundTruth: gtURL, vocabulary: vocabulary)
+                    report.meshPanoptic = m
+                    print("panoptic mesh (vertices vs nearest GT point, \(panoptic.tokens.count) tokens):\n\(m.text)")
+                }
             }
             print(String(format: "trained %d steps in %.1f s", trainer.steps, trainSeconds))
             let enc = JSONEncoder()
@@ -157,47 +181,34 @@ struct Train: ParsableCommand {
         return GeometryField.Config(grid: grid)
     }
 
-    func trainSemantics(reader: any SequenceReader, training: [Frame], bounds: SceneBounds,
-                        geometry: GeometryField) throws -> SemanticTrainer {
-        guard let vocabulary = reader.info.vocabulary, training.contains(where: { $0.masks != nil }) else {
-            throw MapError(.badArgument, "--semantic-iterations needs a sequence with masks and a vocabulary",
-                           file: reader.info.root.path, hint: "convert the dataset with masks (`pano convert`) or drop the option")
+    /// Renders the held-out views' labels into `directory`/heldout and evaluates them against the sequence's GT label
+    /// images (`gt/semantic`, `gt/instance`); nil when the sequence has none.
+    func heldOutPanoptic(_ t: PanopticTrainer, frames: [Frame], sequence: URL, into directory: URL) throws
+        -> PanopticMetrics?
+    {
+        guard !frames.isEmpty else { return nil }
+        let dir = directory.appendingPathComponent("heldout")
+        try PanopticStage.renderHeldOut(t, frames: frames, legend: PanopticStage.legend(t), into: dir)
+        let haveGT = frames.allSatisfy { f in
+            let u = PanopticEvaluation.groundTruthURLs(sequence, frame: f.index)
+            return Files.exists(u.semantic) && Files.exists(u.instance)
         }
-        var tc = SemanticTrainerConfig()
-        tc.seed = seed
-        let semantic = try SemanticField(config: SemanticField.Config(grid: fieldConfig(bounds).grid), vocabulary: vocabulary,
-                                         seed: seed &+ 1)
-        let trainer = try SemanticTrainer(config: tc, field: semantic, geometry: geometry)
-        for f in training { trainer.add(f) }
-        let progress = Progress("semantics", total: semanticIterations)
-        trainer.train(iterations: semanticIterations, seconds: seconds, reportEvery: 25) { step, s in
-            progress.update(step, extra: String(format: "L_sem %.3f acc %.1f%%", s.loss, s.accuracy * 100))
-        }
-        return trainer
+        guard haveGT else { return nil }
+        let (m, used) = try PanopticEvaluation.evaluate2D(predictions: dir, sequence: sequence,
+                                                           vocabulary: t.semantic.vocabulary)
+        print("held-out panoptic (\(used.count) frames, \(t.tokens.count) tokens):\n\(m.text)")
+        return m
     }
 
-    /// Semantic labels rendered at the held-out views (sampled around their measured depth) against the GT label
-    /// images of our format (`gt/semantic/NNNNNN.png`); nil when there are none.
-    func heldOutSemantics(_ t: SemanticTrainer, frames: [Frame], sequence: URL) throws -> PanopticMetrics? {
-        var evaluator = PanopticEvaluator(vocabulary: t.field.vocabulary)
-        var used = 0
-        for f in frames {
-            let url = sequence.appendingPathComponent("gt/semantic/\(frameName(f.index)).png")
-            guard Files.exists(url) else { continue }
-            let gt = try ImageFiles.readGray16(url, frame: f.index, what: "GT semantic image")
-            guard gt.size == f.depth.size else { continue }
-            let pixels = (0..<Int32(f.depth.data.count)).map { $0 }
-            let idx = t.renderClassIndices(T_W_C: f.T_W_C, intrinsics: f.intrinsics, pixels: pixels, depth: f.depth.data)
-            let predicted = idx.map { $0 < 0 ? Int32(0) : Int32(t.field.classID(ofIndex: $0)) }
-            let zeros = [Int32](repeating: 0, count: predicted.count)
-            try evaluator.add(predictedClass: predicted, predictedInstance: zeros, gtClass: gt.data.map { Int32($0) },
-                              gtInstance: zeros)
-            used += 1
+    func printAblation(_ rows: [(name: String, metrics: PanopticMetrics?)]) {
+        print("ablation (held-out views, same geometry and seed):")
+        print("  variant        PQ     SQ     RQ     mIoU   mCov")
+        for r in rows {
+            guard let m = r.metrics else { print("  \(r.name): no GT"); continue }
+            print("  " + r.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                  + String(format: " %5.1f  %5.1f  %5.1f  %5.1f  %5.1f", m.pq * 100, m.sq * 100, m.rq * 100,
+                           m.mIoU * 100, m.mCov * 100))
         }
-        guard used > 0 else { return nil }
-        let m = try evaluator.result()
-        print(String(format: "held-out semantics     mIoU %.1f %%, mAcc %.1f %% over %d frames", m.mIoU * 100, m.mAcc * 100, used))
-        return m
     }
 
     func loadFrames(_ reader: any SequenceReader) throws -> ([Frame], [Frame]) {
@@ -259,6 +270,7 @@ struct TrainReport: Codable {
     var vertices: Int
     var triangles: Int
     var heldOutDepthErrorMetres: Double?
-    var heldOutSemantic: PanopticMetrics?
+    var heldOutPanoptic: PanopticMetrics?
+    var meshPanoptic: PanopticMetrics?
     var geometry: GeometryMetrics?
 }

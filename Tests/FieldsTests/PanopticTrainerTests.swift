@@ -1,12 +1,13 @@
+import Evaluation
 import Fields
 import Kernels
 import MapCore
 import Synthetic
 import XCTest
 
-/// End-to-end checks of the semantic field on a small synthetic room. Sized for an optimised test build
+/// End-to-end checks of the semantic and instance fields on a small synthetic room. Sized for an optimised test build
 /// (`swift test -c release`); in a debug build they take much longer.
-final class SemanticFieldTests: XCTestCase {
+final class PanopticTrainerTests: XCTestCase {
     static let width = 80, height = 60
 
     static func scene() throws -> SyntheticScene {
@@ -35,15 +36,20 @@ final class SemanticFieldTests: XCTestCase {
         return t.field
     }
 
-    static func semanticTrainer(_ frames: [Frame], vocabulary: Vocabulary, geometry: GeometryField,
-                                seed: UInt64) throws -> SemanticTrainer {
+    static func panopticTrainer(_ frames: [Frame], vocabulary: Vocabulary, geometry: GeometryField, seed: UInt64,
+                                configure: (inout PanopticTrainerConfig) -> Void = { _ in }) throws -> PanopticTrainer {
         var fc = SemanticField.Config(grid: grid(frames))
         fc.threads = 2
-        var tc = SemanticTrainerConfig()
-        tc.raysPerStep = 512
+        var ic = InstanceField.Config(grid: grid(frames))
+        ic.threads = 2
+        var tc = PanopticTrainerConfig()
+        tc.framesPerStep = 2
+        tc.raysPerFrame = 256
         tc.seed = seed
-        return try SemanticTrainer(config: tc, field: try SemanticField(config: fc, vocabulary: vocabulary, seed: seed),
-                                   geometry: geometry)
+        configure(&tc)
+        return try PanopticTrainer(config: tc, geometry: geometry,
+                                   semantic: try SemanticField(config: fc, vocabulary: vocabulary, seed: seed),
+                                   instance: try InstanceField(config: ic, seed: seed &+ 1))
     }
 
     /// Frame `f` with a segment relabelled to a class outside the vocabulary and a block of pixels given an id that
@@ -67,8 +73,10 @@ final class SemanticFieldTests: XCTestCase {
         let geometry = try Self.geometry(frames, seed: 1, iterations: 300)
         let geometryTime = clock.now - t0
 
-        let t = try Self.semanticTrainer(frames, vocabulary: scene.vocabulary, geometry: geometry, seed: 1)
-        XCTAssertEqual(t.field.classCount, scene.vocabulary.classes.count)
+        let t = try Self.panopticTrainer(frames, vocabulary: scene.vocabulary, geometry: geometry, seed: 1) {
+            $0.instanceStart = 1000; $0.panopticStart = 1000 // semantics only
+        }
+        XCTAssertEqual(t.semantic.classCount, scene.vocabulary.classes.count)
         for (i, f) in frames.enumerated() { t.add(i == 1 ? Self.corrupted(f) : f) }
         // Skipped inputs: no masks, empty segment list, a mask id not listed / a class not in the vocabulary.
         var noMasks = frames[2]; noMasks.masks = nil
@@ -82,34 +90,34 @@ final class SemanticFieldTests: XCTestCase {
             let x = Int(p) % Self.width, y = Int(p) / Self.width
             return !(x < 10 && y < 10)
         }, "pixels of unlisted ids are never labelled")
-        XCTAssertEqual(t.step(slots: [noMasksSlot, emptySlot]), SemanticStepStats(), "nothing to learn from: no-op")
+        _ = (noMasksSlot, emptySlot)
 
         t0 = clock.now
         let first = t.step()
         t.train(iterations: 200)
         let last = t.step()
         let semanticTime = clock.now - t0
-        XCTAssertLessThan(last.loss, first.loss * 0.5, "L_sem must fall (\(first.loss) -> \(last.loss))")
+        XCTAssertLessThan(last.semanticLoss, first.semanticLoss * 0.5,
+                          "L_sem must fall (\(first.semanticLoss) -> \(last.semanticLoss))")
+        XCTAssertEqual(last.pairs, 0, "no instance stage before instanceStart")
 
         // Rendered argmax vs the GT semantic image at every pixel with valid depth and a GT class, 6 training views.
         var correct = 0, total = 0
         for i in stride(from: 0, to: scene.frameCount, by: 2) {
             let f = synthetic[i]
-            var pixels: [Int32] = [], depth: [Float] = [], truth: [Int] = []
+            let rendered = t.renderLabels(T_W_C: f.frame.T_W_C, intrinsics: f.frame.intrinsics,
+                                          depth: f.frame.depth.data)
             for p in 0..<(Self.width * Self.height) {
                 let d = f.frame.depth.data[p]
-                guard d > 0.1, d < 8, let k = t.field.classIndex(ofClassID: Int(f.semantic.data[p])) else { continue }
-                pixels.append(Int32(p)); depth.append(d); truth.append(k)
+                guard d > 0.1, d < 8, t.semantic.classIndex(ofClassID: Int(f.semantic.data[p])) != nil else { continue }
+                total += 1
+                if rendered.semantic[p] == Int32(f.semantic.data[p]) { correct += 1 }
             }
-            let rendered = t.renderClassIndices(T_W_C: f.frame.T_W_C, intrinsics: f.frame.intrinsics, pixels: pixels,
-                                                depth: depth)
-            correct += zip(rendered, truth).filter { $0 == $1 }.count
-            total += truth.count
         }
         XCTAssertGreaterThan(total, 6 * Self.width * Self.height / 2)
         let accuracy = Double(correct) / Double(total)
         XCTAssertGreaterThanOrEqual(accuracy, 0.9, "semantic accuracy \(accuracy) over \(total) pixels")
-        print("SemanticFieldTests: accuracy \(accuracy) over \(total) px; L_sem \(first.loss) -> \(last.loss); "
+        print("PanopticTrainerTests (semantics): accuracy \(accuracy) over \(total) px; L_sem \(first.semanticLoss) -> \(last.semanticLoss); "
               + "geometry 300 steps \(geometryTime), semantic 202 steps \(semanticTime)")
     }
 
@@ -118,16 +126,23 @@ final class SemanticFieldTests: XCTestCase {
         var frames: [Frame] = []
         for i in 0..<4 { frames.append(try scene.frame(i).frame) }
         let geometry = try Self.geometry(frames, seed: 2, iterations: 3)
-        func run(_ seed: UInt64) throws -> SemanticField {
-            let t = try Self.semanticTrainer(frames, vocabulary: scene.vocabulary, geometry: geometry, seed: seed)
+        func run(_ seed: UInt64) throws -> PanopticTrainer {
+            let t = try Self.panopticTrainer(frames, vocabulary: scene.vocabulary, geometry: geometry, seed: seed) {
+                $0.instanceStart = 2; $0.panopticStart = 4; $0.manageEvery = 3
+            }
             for f in frames { t.add(f) }
-            t.train(iterations: 4)
-            return t.field
+            t.train(iterations: 6)
+            return t
         }
         let a = try run(5), b = try run(5), c = try run(6)
-        XCTAssertEqual(a.gridParams, b.gridParams)
-        XCTAssertEqual(a.mlpParams, b.mlpParams)
-        XCTAssertNotEqual(a.mlpParams, c.mlpParams)
+        XCTAssertEqual(a.semantic.gridParams, b.semantic.gridParams)
+        XCTAssertEqual(a.semantic.mlpParams, b.semantic.mlpParams)
+        XCTAssertEqual(a.instance.core.gridParams, b.instance.core.gridParams)
+        XCTAssertEqual(a.instance.core.mlpParams, b.instance.core.mlpParams)
+        XCTAssertEqual(a.tokens.features, b.tokens.features)
+        XCTAssertEqual(a.tokens.means, b.tokens.means)
+        XCTAssertEqual(a.classHead.params, b.classHead.params)
+        XCTAssertNotEqual(a.semantic.mlpParams, c.semantic.mlpParams)
     }
 
     func testVocabularySizesAndClassIndices() throws {
@@ -159,7 +174,9 @@ final class SemanticFieldTests: XCTestCase {
         let scene = try Self.scene()
         let f = try scene.frame(0).frame
         let geometry = try Self.geometry([f], seed: 3, iterations: 0)
-        let t = try Self.semanticTrainer([f], vocabulary: scene.vocabulary, geometry: geometry, seed: 3)
+        let t = try Self.panopticTrainer([f], vocabulary: scene.vocabulary, geometry: geometry, seed: 3) {
+            $0.instanceStart = 0
+        }
         var none = f; none.masks = nil
         var unknown = f
         unknown.masks?.segments = f.masks!.segments.map { MaskSegment(id: $0.id, classID: 999) }
@@ -170,12 +187,59 @@ final class SemanticFieldTests: XCTestCase {
         for g in [none, unknown, emptyImage] { t.add(g) }
         XCTAssertTrue(t.frames.allSatisfy { $0.labelledPixels.isEmpty })
         XCTAssertGreaterThan(t.frames[1].skippedPixels, 0)
-        XCTAssertEqual(t.step(), SemanticStepStats())
-        XCTAssertEqual(t.step(slots: [7, -1]), SemanticStepStats(), "unknown slots are ignored")
+        XCTAssertEqual(t.step(), PanopticStepStats(), "nothing to learn from: no-op")
+        // Only stuff masks: the instance stage runs without tokens (no thing mask to seed them from).
+        var stuffOnly = f
+        let things = Set(scene.vocabulary.thingIDs)
+        stuffOnly.masks?.segments = f.masks!.segments.filter { !things.contains($0.classID) }
+        t.add(stuffOnly)
+        var stats = t.step()
+        XCTAssertEqual(stats.rays, 512)
+        XCTAssertTrue(stats.semanticLoss.isFinite)
+        XCTAssertEqual(stats.tokens, 0)
         let slot = t.add(small)
         XCTAssertGreaterThan(t.frames[slot].labelledPixels.count, 0, "a smaller mask image is resized to the depth")
-        let stats = t.step()
-        XCTAssertEqual(stats.rays, 512)
-        XCTAssertTrue(stats.loss.isFinite)
+        XCTAssertGreaterThan(t.frames[slot].slotPixels.count, 0, "thing masks get slots")
+        for _ in 0..<3 { stats = t.step() }
+        XCTAssertTrue(stats.semanticLoss.isFinite && stats.instanceLoss.isFinite && stats.classLoss.isFinite)
+        XCTAssertGreaterThan(stats.tokens, 0, "tokens are seeded once a frame with thing masks is there")
+    }
+
+    /// The instance stage on clean masks whose ids are shuffled per frame: one consistent 3D instance map comes out.
+    /// Scene-level PQ over the training views (rendered labels vs GT), and the two chairs (same class) must carry
+    /// different instance ids.
+    func testInstancesAreConsistentAcrossFrames() throws {
+        var config = SyntheticSceneConfig.small(width: 160, height: 120, frameCount: 16, seed: 4)
+        config.depthNoise = .none
+        config.maskNoise = .clean
+        let scene = try SyntheticScene(config: config)
+        var synthetic: [SyntheticFrame] = []
+        for i in 0..<scene.frameCount { synthetic.append(try scene.frame(i)) }
+        let frames = synthetic.map(\.frame)
+        let geometry = try Self.geometry(frames, seed: 1, iterations: 400)
+        let t = try Self.panopticTrainer(frames, vocabulary: scene.vocabulary, geometry: geometry, seed: 1) {
+            $0.instanceStart = 100; $0.panopticStart = 400; $0.cloneUntil = 560; $0.manageEvery = 80
+        }
+        for f in frames { t.add(f) }
+        t.train(iterations: 700)
+        var evaluator = PanopticEvaluator(vocabulary: scene.vocabulary)
+        let chairs = scene.room.objects.filter { $0.classID == SyntheticRoom.chairClass }.map(\.instanceID)
+        var votes: [Int: [Int32: Int]] = [:]
+        for f in synthetic {
+            let l = t.renderLabels(T_W_C: f.frame.T_W_C, intrinsics: f.frame.intrinsics, depth: f.frame.depth.data)
+            try evaluator.add(predictedClass: l.semantic, predictedInstance: l.instance,
+                              gtClass: f.semantic.data.map { Int32($0) }, gtInstance: f.instance.data.map { Int32($0) })
+            for (p, gt) in f.instance.data.enumerated() where chairs.contains(Int(gt)) {
+                votes[Int(gt), default: [:]][l.instance[p], default: 0] += 1
+            }
+        }
+        let m = try evaluator.result()
+        print("PanopticTrainerTests (instances): \(t.tokens.count) tokens\n\(m.text)")
+        XCTAssertGreaterThanOrEqual(m.pq, 0.7, "scene-level PQ on the training views")
+        XCTAssertGreaterThanOrEqual(m.mIoU, 0.8)
+        let majority = chairs.map { c in votes[c]?.max { $0.value < $1.value }?.key ?? 0 }
+        XCTAssertEqual(majority.count, 2)
+        XCTAssertTrue(majority.allSatisfy { $0 > 0 }, "both chairs are instances: \(majority)")
+        XCTAssertNotEqual(majority[0], majority[1], "the two chairs carry different instance ids")
     }
 }
