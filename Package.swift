@@ -30,10 +30,16 @@ let package = Package(
         .target(name: "Synthetic", dependencies: ["MapCore", "IO"]),
         .target(name: "USBCamera", dependencies: ["MapCore", "CLibUSB"]),
         .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels"]),
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "MapCore", "IO", "Kernels", "Fields", "Evaluation", "Synthetic",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "pano",
             dependencies: [
-                "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera",
+                "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -46,6 +52,8 @@ let package = Package(
                                                     "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Kernels", "MapCore", "IO", "TestSupport"]),
         .testTarget(name: "USBCameraTests", dependencies: ["USBCamera"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Fields", "Evaluation", "IO", "MapCore", "Synthetic",
+                                                      "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

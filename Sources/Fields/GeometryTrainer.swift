@@ -48,6 +48,7 @@ public struct GeometryStepStats: Sendable, Equatable {
     public var depthError: Float = 0
     public var xi: Float = 0
     public var total: Float { sdf + eikonal + depth }
+    public init() {}
 }
 
 /// Optimises a `GeometryField` on a set of frames with L_sdf + L_eik + L_depth. `step(slots:)` is the unit the
@@ -56,7 +57,7 @@ public final class GeometryTrainer {
     public let config: GeometryTrainerConfig
     public let field: GeometryField
     public private(set) var frames: [TrainingFrame] = []
-    public private(set) var steps = 0
+    public internal(set) var steps = 0
     var rng: SeededRNG
 
     // Scratch, reused across steps.

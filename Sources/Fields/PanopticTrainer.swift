@@ -124,11 +124,11 @@ public final class PanopticTrainer {
     public let geometry: GeometryField
     public let semantic: SemanticField
     public let instance: InstanceField
-    public private(set) var tokens: InstanceTokens
-    public private(set) var classHead: TokenClassHead
-    public private(set) var usage: TokenUsage
+    public internal(set) var tokens: InstanceTokens
+    public internal(set) var classHead: TokenClassHead
+    public internal(set) var usage: TokenUsage
     public private(set) var frames: [PanopticTrainingFrame] = []
-    public private(set) var steps = 0
+    public internal(set) var steps = 0
     /// Vocabulary indices of the stuff and thing classes (in vocabulary order), the panoptic head's split.
     public let stuffClasses: [Int32]
     public let thingClasses: [Int32]
@@ -222,11 +222,13 @@ public final class PanopticTrainer {
 
     // MARK: - Step
 
-    /// One optimisation step (stage by `steps`, see the config). Frames without labelled pixels are never drawn;
-    /// with none at all the step does nothing and returns zero stats.
+    /// One optimisation step (stage by `steps`, see the config) on frames drawn from `slots` (default: all frames).
+    /// Frames without labelled pixels are never drawn; with none at all the step does nothing and returns zero stats.
     @discardableResult
-    public func step() -> PanopticStepStats {
-        let pool = frames.indices.filter { !frames[$0].labelledPixels.isEmpty }
+    public func step(slots: [Int]? = nil) -> PanopticStepStats {
+        let pool = (slots ?? Array(frames.indices)).filter {
+            frames.indices.contains($0) && !frames[$0].labelledPixels.isEmpty
+        }
         guard !pool.isEmpty else { return PanopticStepStats() }
         let instanceOn = steps >= config.instanceStart
         if instanceOn && tokens.count == 0 { initialiseTokens() } // again later if no frame had thing masks yet
@@ -553,9 +555,10 @@ public final class PanopticTrainer {
 
     // MARK: - Token management
 
-    /// Surface points for the 3D token masks: back-projected thing-mask pixels of the frames, drawn with a fixed seed.
-    lazy var managementSurface: [Float] = {
-        var pointRNG = SeededRNG(seed: config.seed &+ 99)
+    /// Surface points for the 3D token masks: back-projected thing-mask pixels of the current frames, drawn with a
+    /// seed fixed by the step count (so a restored trainer draws the same points).
+    func managementSurface() -> [Float] {
+        var pointRNG = SeededRNG(seed: config.seed &+ 99 &+ UInt64(steps))
         let pool = frames.indices.filter { !frames[$0].thingPixels.isEmpty }
         guard !pool.isEmpty else { return [] }
         var out: [Float] = []
@@ -568,7 +571,7 @@ public final class PanopticTrainer {
             out += [q.x, q.y, q.z]
         }
         return out
-    }()
+    }
 
     /// Scores S * G (P x N) of every token at `positions` (P points, xyz).
     public func tokenScores(positions: [Float]) -> [Float] {
@@ -614,7 +617,7 @@ public final class PanopticTrainer {
     @discardableResult
     public func manageTokens(allowClones: Bool = true) -> TokenPlan {
         let N = tokens.count
-        let surface = managementSurface
+        let surface = managementSurface()
         let scores = tokenMasks(positions: surface)
         var plan = TokenManagement.plan(usage: usage, scores: scores, points: surface.count / 3, tokens: N,
                                         config: config.management)

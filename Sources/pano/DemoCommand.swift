@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import IO
 import MapCore
@@ -6,7 +7,7 @@ import Synthetic
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate the synthetic room sequence (no download) and run the pipeline that exists so far on it.")
+        abstract: "Generate the synthetic room sequence (no download) and map it with the online pipeline.")
 
     @Option(help: "Output directory.")
     var out = "out/demo"
@@ -22,12 +23,6 @@ struct Demo: ParsableCommand {
 
     @Flag(help: "Clean masks (ids still shuffled per frame) and noise-free depth.")
     var clean = false
-
-    @Option(help: "Geometry optimisation steps of the mapping stage.")
-    var iterations = 3000
-
-    @Option(help: "Steps of the panoptic stage (semantic and instance fields, tokens, panoptic head).")
-    var panopticIterations = 1500
 
     @Flag(help: "Only generate and ingest the sequence; skip mapping.")
     var noTrain = false
@@ -56,15 +51,25 @@ struct Demo: ParsableCommand {
             print(report.text)
             print("ground truth \(sequenceDir.appendingPathComponent("gt").path) (semantic/instance/panoptic images, surface.ply)")
 
-            // Mapping stage so far: batch geometry (SDF field) → mesh → metrics against the ground truth.
+            // The online pipeline on the generated sequence: keyframes, sliding-window optimisation of the geometry
+            // and panoptic fields, snapshots and checkpoints while mapping, then the final map and its metrics.
             guard !noTrain else { return }
-            let mapDir = root.appendingPathComponent("map")
-            log.info("demo: training the geometry field (\(iterations) steps) and the panoptic fields into \(mapDir.path)")
-            // Every 5th frame is held out: depth and panoptic labels are reported on views the fields never trained on.
-            let train = try Train.parse([sequenceDir.path, "--out", mapDir.path, "--iterations", String(iterations),
-                                         "--seed", String(seed), "--hold-out", "5", "--panoptic-iterations", String(panopticIterations)])
-            try train.run()
-            print("mesh         \(mapDir.appendingPathComponent("mesh.ply").path) (open it in any PLY viewer)")
+            let session = root.appendingPathComponent("session")
+            try? FileManager.default.removeItem(at: session)
+            log.info("demo: mapping online into \(session.path) (snapshots in snapshots/, checkpoints in session/)")
+            let run = try Run.parse([sequenceDir.path, "--out", session.path, "--seed", String(seed)])
+            try run.run()
+            let map = session.appendingPathComponent("map")
+            let mesh = map.appendingPathComponent("mesh.ply"), gt = sequenceDir.appendingPathComponent("gt/surface.ply")
+            var options = GeometryEvaluation.Options()
+            options.seed = seed
+            let g = try GeometryEvaluation.run(reconstruction: mesh, groundTruth: gt, sequence: sequenceDir, format: nil,
+                                               options: options)
+            print(g.metrics.text)
+            let p = try PanopticEvaluation.evaluate3D(mesh: mesh, groundTruth: gt, vocabulary: reader.info.vocabulary!)
+            print("panoptic map (mesh vertices vs nearest GT point):\n\(p.text)")
+            print("map          \(mesh.path) (+ points.ply, legend.json; open in any PLY viewer)")
+            print("snapshots    \(session.appendingPathComponent("snapshots").path) (LATEST names the newest)")
         }
     }
 }

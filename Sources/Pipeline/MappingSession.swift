@@ -1,0 +1,379 @@
+import Foundation
+import Evaluation
+import IO
+import Logging
+import MapCore
+
+/// Everything a run needs besides the source, saved as `OUT/session.json` so `pano resume OUT` can rebuild the run.
+public struct SessionConfig: Sendable, Codable, Equatable {
+    public var mapper = OnlineMapperConfig()
+    /// Snapshots every N keyframes (0 = off) and/or every T seconds (0 = off).
+    public var snapshotEveryKeyframes = 10
+    public var snapshotEverySeconds: Double = 0
+    /// Checkpoints every M keyframes (0 = only on stop and at the end).
+    public var checkpointEveryKeyframes = 10
+    public var skipBadFrames = false
+    /// Capacity of each pipeline edge (frames).
+    public var queueCapacity = 8
+    /// How to reopen the source on resume: free-form description written by the CLI.
+    public var source: [String: String] = [:]
+
+    public init() {}
+}
+
+/// Counters shown on the progress line and returned at the end.
+public struct SessionProgress: Sendable, Equatable, Codable {
+    public var framesIn = 0
+    public var keyframes = 0
+    /// Frames dropped on paced / live edges (replay never drops).
+    public var dropped = 0
+    /// Frames skipped as unreadable or invalid (--skip-bad-frames).
+    public var skipped = 0
+    public var snapshots = 0
+    public var checkpoints = 0
+    public var lastLoss: Float = 0
+    public var lastSnapshotSeconds: Double = 0
+    public var snapshotSecondsTotal: Double = 0
+    public var elapsed: Double = 0
+    /// Source index of the next frame to map (the resume position).
+    public var position = 0
+    public var totalFrames: Int?
+    public var stage = "mapping"
+    /// Frames the frontend read (validated or not) and the frontend's rate while the optimizer ran (frames/s; set
+    /// once the source has ended).
+    public var framesRead = 0
+    public var frontendFramesPerSecond: Double?
+    /// Seconds spent integrating keyframes (the optimizer's busy time, refinement excluded).
+    public var optimizerSeconds: Double = 0
+}
+
+/// The state the keyframe manager needs to continue after a resume: the pose of the last keyframe and the frames
+/// since.
+public struct KeyframeManagerState: Sendable, Codable, Equatable {
+    public var lastKeyframePose: RigidTransform?
+    public var framesSinceKeyframe = 0
+    public init() {}
+}
+
+/// A validated frame on its way through the pipeline.
+struct FrameEnvelope: Sendable {
+    var index: Int
+    var frame: Frame
+}
+
+/// Frontend: pulls frames from the source, validates them, and sends them on. Bad frames stop the run with a typed
+/// error, or are skipped and counted with `skipBadFrames`.
+actor Frontend {
+    let validator: FrameValidator
+    let skipBadFrames: Bool
+    private(set) var skipped = 0
+    private(set) var read = 0
+    private(set) var failure: MapError?
+    /// When the source ended (or failed), for the frontend's frame rate.
+    private(set) var finishedAt: Date?
+
+    init(vocabulary: Vocabulary?, skipBadFrames: Bool) {
+        validator = FrameValidator(vocabulary: vocabulary)
+        self.skipBadFrames = skipBadFrames
+    }
+
+    func run<S: FrameSource>(_ source: S, from start: Int, into out: BoundedChannel<FrameEnvelope>,
+                             stop: StopFlag) async {
+        var iterator = source.frames(from: start).makeAsyncIterator()
+        while !stop.isSet {
+            let next: SourceFrame?
+            do { next = try await iterator.next() } catch {
+                failure = MapError(.ioFailure, "frame source failed: \(error)", hint: "check the source")
+                break
+            }
+            guard let item = next else { break }
+            read += 1
+            do {
+                let frame = try item.result.get()
+                try validator.validate(frame)
+                await out.send(FrameEnvelope(index: item.index, frame: frame))
+            } catch {
+                let e = (error as? MapError ?? MapError(.badFormat, "\(error)")).at(frame: item.index)
+                if skipBadFrames {
+                    skipped += 1
+                    pipelineLog.warning("skipped frame \(item.index): \(e)")
+                } else {
+                    failure = e
+                    break
+                }
+            }
+        }
+        finishedAt = Date()
+        await out.finish()
+    }
+}
+
+/// Keyframe manager: selects keyframes by motion / time (`KeyframePolicy`) and passes only those on.
+actor KeyframeManager {
+    let policy: KeyframePolicy
+    private(set) var state: KeyframeManagerState
+    private(set) var framesIn = 0
+
+    init(policy: KeyframePolicy, state: KeyframeManagerState) { self.policy = policy; self.state = state }
+
+    func run(from input: BoundedChannel<FrameEnvelope>, into out: BoundedChannel<FrameEnvelope>) async {
+        while let e = await input.receive() {
+            framesIn += 1
+            if policy.isKeyframe(e.frame.T_W_C, last: state.lastKeyframePose, gap: state.framesSinceKeyframe + 1) {
+                state.lastKeyframePose = e.frame.T_W_C
+                state.framesSinceKeyframe = 0
+                await out.send(e)
+            } else {
+                state.framesSinceKeyframe += 1
+            }
+        }
+        await out.finish()
+    }
+}
+
+/// Snapshot writer: owns the snapshot directory; writes are atomic (see `SnapshotStore`).
+actor SnapshotWriter {
+    let store: SnapshotStore
+    private(set) var written = 0
+    private(set) var latencies: [Double] = []
+
+    init(store: SnapshotStore) { self.store = store }
+
+    func write(_ content: SnapshotContent, sequence: Int) throws -> URL {
+        let (dir, seconds) = try store.write(content, sequence: sequence)
+        written += 1
+        latencies.append(seconds)
+        return dir
+    }
+}
+
+/// Session store: owns the checkpoint directory; writes are atomic and keep the previous checkpoint.
+actor SessionStore {
+    let store: CheckpointStore
+    private(set) var saved = 0
+
+    init(store: CheckpointStore) { self.store = store }
+
+    func save(_ checkpoint: Checkpoint) throws -> URL {
+        let dir = try store.save(checkpoint)
+        saved += 1
+        return dir
+    }
+}
+
+/// A stop request (SIGINT / SIGTERM, or a test), readable from any thread.
+public final class StopFlag: @unchecked Sendable {
+    // Safe: a single word written under the lock and read under it.
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+let pipelineLog = Logger(label: "pano.pipeline")
+
+/// One online mapping run: source → frontend → keyframe manager → optimizer (this actor, which owns the
+/// `OnlineMapper` and runs its step functions) → snapshot writer / session store. The recipe is `run`: start the stages, integrate keyframes as
+/// they come (snapshot and checkpoint on schedule), refine and write the final map when the source ends, or
+/// checkpoint and return when asked to stop.
+public actor MappingSession {
+    public nonisolated let config: SessionConfig
+    public nonisolated let directory: URL
+    public nonisolated let stop = StopFlag()
+    var mapper: OnlineMapper
+    var keyframeState: KeyframeManagerState
+    var position: Int
+    var progress = SessionProgress()
+    var checkpointSequence: Int
+    var snapshotSequence = 0
+    /// The mapping and refinement are complete (a final checkpoint was restored): only the export is left.
+    var refined = false
+
+    /// A new session writing into `directory` (session.json, session/, snapshots/, map/).
+    public init(config: SessionConfig, info: SourceInfo, directory: URL) throws {
+        self.config = config
+        self.directory = directory
+        mapper = try OnlineMapper(config: config.mapper, info: info)
+        keyframeState = KeyframeManagerState()
+        position = 0
+        checkpointSequence = 0
+        try Files.createDirectory(directory)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try Files.writeAtomically(try enc.encode(config), to: directory.appendingPathComponent("session.json"))
+    }
+
+    /// A session continued from the newest valid checkpoint in `directory` (refused ones are logged).
+    public init(resuming directory: URL, info: SourceInfo, frames: (Int) throws -> Frame) throws {
+        self.directory = directory
+        let store = CheckpointStore(directory: directory.appendingPathComponent("session"))
+        let (checkpoint, dir, refused) = try store.loadLatest()
+        for (url, e) in refused { pipelineLog.error("refused checkpoint \(url.lastPathComponent): \(e)") }
+        pipelineLog.info("resuming from \(dir.lastPathComponent)")
+        let restored = try SessionState.restore(checkpoint, info: info, frames: frames)
+        config = restored.config
+        mapper = restored.mapper
+        keyframeState = restored.keyframeState
+        position = restored.position
+        progress = restored.progress
+        checkpointSequence = checkpoint.sequence
+        refined = restored.final
+        // Snapshots written after that checkpoint (before a crash) keep their numbers; new ones go above them.
+        snapshotSequence = max(restored.snapshotSequence,
+                               SnapshotStore(directory: directory.appendingPathComponent("snapshots")).nextSequence() - 1)
+    }
+
+    /// The saved configuration of a session directory.
+    public static func savedConfig(_ directory: URL) throws -> SessionConfig {
+        let url = directory.appendingPathComponent("session.json")
+        let bytes = try Files.read(url, what: "session configuration")
+        do { return try JSONDecoder().decode(SessionConfig.self, from: Data(bytes)) } catch {
+            throw MapError(.badFormat, "cannot read the session configuration: \(error)", file: url.path,
+                           hint: "the directory is not a pano session, or session.json was edited")
+        }
+    }
+
+    public nonisolated var snapshots: SnapshotStore {
+        SnapshotStore(directory: directory.appendingPathComponent("snapshots"))
+    }
+
+    /// Runs until the source ends (then refines, snapshots, checkpoints and exports the map to `map/`) or until
+    /// `stop` is set (then checkpoints and returns). `report` gets the progress after every keyframe.
+    @discardableResult
+    public func run<S: FrameSource>(_ source: S, report: (@Sendable (SessionProgress) -> Void)? = nil) async throws
+        -> SessionProgress
+    {
+        let start = Date()
+        let previous = progress.elapsed
+        progress.totalFrames = source.info.frameCount
+        if refined { // killed after the final checkpoint: redo only the export (refining again would change the map)
+            try export(to: directory.appendingPathComponent("map"))
+            progress.stage = "done"
+            report?(progress)
+            return progress
+        }
+        let capacity = max(1, config.queueCapacity)
+        let frames = BoundedChannel<FrameEnvelope>(name: "frontend→keyframes", capacity: capacity,
+                                                   policy: source.isPaced ? .dropOldest : .backPressure)
+        let keyframes = BoundedChannel<FrameEnvelope>(name: "keyframes→optimizer", capacity: capacity,
+                                                      policy: .backPressure)
+        let frontend = Frontend(vocabulary: source.info.vocabulary, skipBadFrames: config.skipBadFrames)
+        let manager = KeyframeManager(policy: config.mapper.keyframes, state: keyframeState)
+        let writer = SnapshotWriter(store: snapshots)
+        let sessionStore = SessionStore(store: CheckpointStore(directory: directory.appendingPathComponent("session")))
+        let stop = self.stop
+        let from = position
+        let frontTask = Task { await frontend.run(source, from: from, into: frames, stop: stop) }
+        let managerTask = Task { await manager.run(from: frames, into: keyframes) }
+        var lastSnapshot = Date()
+        let framesBefore = progress.framesIn
+
+        // The optimizer loop (this task owns the mapper).
+        while let e = await keyframes.receive() {
+            let r = try mapper.integrate(e.frame)
+            progress.optimizerSeconds += r.seconds
+            progress.framesRead = await frontend.read
+            if progress.frontendFramesPerSecond == nil, let end = await frontend.finishedAt {
+                progress.frontendFramesPerSecond = Double(progress.framesRead) / max(1e-9, end.timeIntervalSince(start))
+            }
+            position = e.index + 1
+            keyframeState = KeyframeManagerState()
+            keyframeState.lastKeyframePose = e.frame.T_W_C
+            progress.keyframes = mapper.keyframes.count
+            progress.position = position
+            progress.framesIn = framesBefore + (await manager.framesIn)
+            progress.dropped = await frames.dropped
+            progress.skipped = await frontend.skipped
+            progress.lastLoss = r.geometry.total
+            progress.elapsed = previous + Date().timeIntervalSince(start)
+            let k = progress.keyframes
+            if config.snapshotEveryKeyframes > 0 && k % config.snapshotEveryKeyframes == 0
+                || config.snapshotEverySeconds > 0 && Date().timeIntervalSince(lastSnapshot) >= config.snapshotEverySeconds {
+                try await snapshot(writer)
+                lastSnapshot = Date()
+            }
+            if config.checkpointEveryKeyframes > 0 && k % config.checkpointEveryKeyframes == 0 {
+                try await checkpoint(sessionStore)
+            }
+            report?(progress)
+            if stop.isSet { break }
+        }
+        if stop.isSet {
+            // Drain the stages so their tasks end, then save where we are.
+            await frames.finish()
+            await keyframes.finish()
+            _ = await (frontTask.value, managerTask.value)
+            try await checkpoint(sessionStore)
+            progress.stage = "stopped"
+            report?(progress)
+            return progress
+        }
+        _ = await (frontTask.value, managerTask.value)
+        progress.framesRead = await frontend.read
+        if progress.frontendFramesPerSecond == nil, let end = await frontend.finishedAt {
+            progress.frontendFramesPerSecond = Double(progress.framesRead) / max(1e-9, end.timeIntervalSince(start))
+        }
+        if let failure = await frontend.failure {
+            try await checkpoint(sessionStore) // what was mapped before the bad frame is kept
+            throw failure
+        }
+        progress.stage = "refining"
+        report?(progress)
+        mapper.finish()
+        progress.stage = "final map"
+        report?(progress)
+        try await snapshot(writer)
+        try await checkpoint(sessionStore, final: true)
+        try export(to: directory.appendingPathComponent("map"))
+        progress.stage = "done"
+        progress.elapsed = previous + Date().timeIntervalSince(start)
+        report?(progress)
+        return progress
+    }
+
+    /// Builds the snapshot (re-meshes dirty blocks, labels, renders) and has the writer store it; the latency
+    /// reported is the whole of it.
+    func snapshot(_ writer: SnapshotWriter) async throws {
+        let t0 = Date()
+        let content = try snapshotContent()
+        snapshotSequence += 1
+        _ = try await writer.write(content, sequence: snapshotSequence)
+        progress.snapshots += 1
+        progress.lastSnapshotSeconds = Date().timeIntervalSince(t0)
+        progress.snapshotSecondsTotal += progress.lastSnapshotSeconds
+    }
+
+    func snapshotContent() throws -> SnapshotContent {
+        let (mesh, legend, remeshed) = try mapper.map()
+        var points = mesh
+        points.triangles = []
+        return SnapshotContent(mesh: mesh, points: points, legend: legend, renders: try mapper.renders(legend: legend),
+                               framesCovered: position, keyframesCovered: mapper.keyframes.count,
+                               extra: ["remeshed_blocks": String(remeshed), "loss": String(progress.lastLoss)])
+    }
+
+    func checkpoint(_ store: SessionStore, final: Bool = false) async throws {
+        checkpointSequence += 1
+        let c = try SessionState.checkpoint(sequence: checkpointSequence, config: config, mapper: mapper,
+                                            keyframeState: keyframeState, position: position, progress: progress,
+                                            snapshotSequence: snapshotSequence, final: final)
+        _ = try await store.save(c)
+        progress.checkpoints += 1
+    }
+
+    /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.
+    public func export(to dir: URL) throws {
+        mapper.markAllDirty()
+        let (mesh, legend, _) = try mapper.map()
+        try Files.createDirectory(dir)
+        try PLY.write(mesh.plyData, to: dir.appendingPathComponent("mesh.ply"))
+        var points = mesh
+        points.triangles = []
+        try PLY.write(points.plyData, to: dir.appendingPathComponent("points.ply"))
+        if let legend { try legend.write(to: dir.appendingPathComponent("legend.json")) }
+    }
+
+    public var currentProgress: SessionProgress { progress }
+    public var keyframeCount: Int { mapper.keyframes.count }
+}

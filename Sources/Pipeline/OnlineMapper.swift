@@ -1,0 +1,279 @@
+import Evaluation
+import Fields
+import Foundation
+import IO
+import Kernels
+import MapCore
+
+/// Settings of an online mapping run (units in the names or comments). Saved with every checkpoint; a resumed run
+/// uses the saved one.
+public struct OnlineMapperConfig: Sendable, Codable, Equatable {
+    public var seed: UInt64 = 1
+    /// Half-size (metres) of the mapped cube, centred on the first camera (the hash grids need bounds up front).
+    public var extent: Float = 4
+    /// Hash grids of all fields.
+    public var levels = 8
+    public var log2Table = 16
+    /// Finest hash-grid cell (metres).
+    public var finestCell: Float = 0.02
+    /// Mesh voxel (metres).
+    public var voxel: Float = 0.02
+    public var keyframes = KeyframePolicy()
+    /// Optimiser budget per new keyframe (iterations, so that a run is reproducible).
+    public var geometryStepsPerKeyframe = 60
+    public var panopticStepsPerKeyframe = 30
+    /// Schedule by keyframe age: a keyframe joins the semantic / instance steps once it has been in this many
+    /// geometry steps (geometry first).
+    public var panopticMinAge = 60
+    /// Refinement over all keyframes when the source ends.
+    public var finalGeometrySteps = 1500
+    public var finalPanopticSteps = 1000
+    /// Train the panoptic fields (needs masks and a vocabulary with a thing class).
+    public var panoptic = true
+    public var raysPerStep = 1024
+
+    public init() {}
+
+    public func validate() throws {
+        try keyframes.validate()
+        guard extent > 0, finestCell > 0, voxel > 0, levels >= 1, log2Table >= 8, raysPerStep >= 1,
+              geometryStepsPerKeyframe >= 0, panopticStepsPerKeyframe >= 0, panopticMinAge >= 0,
+              finalGeometrySteps >= 0, finalPanopticSteps >= 0 else {
+            throw MapError(.badArgument, "online mapper config: sizes and step counts must be positive",
+                           hint: "check the command-line options")
+        }
+    }
+}
+
+/// What integrating one keyframe did.
+public struct IntegrationReport: Sendable {
+    public var keyframes: Int
+    public var geometry: GeometryStepStats
+    public var panoptic: PanopticStepStats?
+    public var seconds: Double
+}
+
+/// The mapping state and its step functions, owned by the optimizer actor (plain class, one owner at a time). Heavy
+/// math only; no concurrency here. Keyframes are integrated in arrival order with a fixed iteration budget each, so a
+/// run is a pure function of (config, source frames).
+public final class OnlineMapper {
+    public let config: OnlineMapperConfig
+    public let info: SourceInfo
+    public private(set) var geometry: GeometryTrainer?
+    public private(set) var panoptic: PanopticTrainer?
+    /// The keyframes (full frames: colours and culling need them) and their source indices.
+    public private(set) var keyframes: [Frame] = []
+    /// Geometry steps each keyframe has been part of the window for (its age).
+    public private(set) var ages: [Int] = []
+    /// Box of everything observed so far (grows with every keyframe).
+    public private(set) var observed: SceneBounds?
+    /// The cube the fields cover.
+    public private(set) var bounds: SceneBounds?
+    var mesher: BlockMesher?
+    /// Blocks whose part of the field changed since the last snapshot.
+    public private(set) var dirty: Set<BlockKey> = []
+    var rng: SeededRNG
+
+    public init(config: OnlineMapperConfig, info: SourceInfo) throws {
+        try config.validate()
+        self.config = config
+        self.info = info
+        rng = SeededRNG(seed: config.seed &+ 7)
+    }
+
+    var usesPanoptic: Bool {
+        config.panoptic && (info.vocabulary?.classes.contains(where: \.isThing) ?? false)
+    }
+
+    /// Creates the fields around the first camera.
+    func start(at frame: Frame) throws {
+        let c = frame.T_W_C.translation
+        let centre = SIMD3<Float>(Float(c.x), Float(c.y), Float(c.z))
+        let b = SceneBounds(min: centre - config.extent, max: centre + config.extent)
+        bounds = b
+        let grid = HashGridConfig(boundsMin: b.min, boundsMax: b.max, levels: config.levels, featuresPerLevel: 2,
+                                  log2TableSize: config.log2Table, baseResolution: 16,
+                                  finestResolution: max(32, Int((2 * config.extent / config.finestCell).rounded())))
+        var gc = GeometryTrainerConfig()
+        gc.seed = config.seed
+        gc.raysPerStep = config.raysPerStep
+        geometry = try GeometryTrainer(config: gc, field: try GeometryField(config: GeometryField.Config(grid: grid),
+                                                                            seed: config.seed))
+        if usesPanoptic, let vocabulary = info.vocabulary {
+            var pc = PanopticTrainerConfig()
+            pc.seed = config.seed
+            pc.instanceStart = 150
+            pc.panopticStart = 600
+            panoptic = try PanopticTrainer(
+                config: pc, geometry: geometry!.field,
+                semantic: try SemanticField(config: SemanticField.Config(grid: grid), vocabulary: vocabulary,
+                                            seed: config.seed &+ 1),
+                instance: try InstanceField(config: InstanceField.Config(grid: grid), seed: config.seed &+ 2))
+        }
+        var mc = BlockMesher.Config(grid: BlockGrid(origin: b.min, voxelSize: config.voxel, blockVoxels: 16))
+        mc.threads = 1
+        mesher = try BlockMesher(config: mc)
+    }
+
+    /// Adds a keyframe and runs the per-keyframe budget on the window.
+    @discardableResult
+    public func integrate(_ frame: Frame) throws -> IntegrationReport {
+        let t0 = Date()
+        if geometry == nil { try start(at: frame) }
+        guard let geometry else { preconditionFailure("fields exist after start") }
+        let training = TrainingFrame(frame, near: geometry.config.near, far: geometry.config.far)
+        geometry.add(training)
+        panoptic?.add(frame)
+        keyframes.append(frame)
+        ages.append(0)
+        grow(with: training)
+        var report = IntegrationReport(keyframes: keyframes.count, geometry: GeometryStepStats(), panoptic: nil,
+                                       seconds: 0)
+        let slots = config.keyframes.slots(count: keyframes.count, rng: &rng)
+        for _ in 0..<config.geometryStepsPerKeyframe {
+            report.geometry = geometry.step(slots: slots)
+            for s in slots { ages[s] += 1 }
+        }
+        markDirty(slots)
+        if let panoptic {
+            let ready = slots.filter { ages[$0] >= config.panopticMinAge }
+            if !ready.isEmpty {
+                for _ in 0..<config.panopticStepsPerKeyframe { report.panoptic = panoptic.step(slots: ready) }
+            }
+        }
+        report.seconds = Date().timeIntervalSince(t0)
+        return report
+    }
+
+    /// Refinement over all keyframes once the source has ended (every block becomes dirty).
+    public func finish(progress: ((String, Int, Int) -> Void)? = nil) {
+        guard let geometry else { return }
+        for i in 0..<config.finalGeometrySteps {
+            geometry.step()
+            progress?("refine geometry", i + 1, config.finalGeometrySteps)
+        }
+        if let panoptic {
+            for i in 0..<config.finalPanopticSteps {
+                panoptic.step()
+                progress?("refine panoptic", i + 1, config.finalPanopticSteps)
+            }
+        }
+        markDirty(Array(keyframes.indices))
+    }
+
+    func grow(with f: TrainingFrame) {
+        let b = SceneBounds.enclosing([f], stride: 8, margin: 0.2)
+        guard let bounds else { return }
+        let lo = pointwiseMax(b.min, bounds.min), hi = pointwiseMin(b.max, bounds.max)
+        if let o = observed {
+            observed = SceneBounds(min: pointwiseMin(o.min, lo), max: pointwiseMax(o.max, hi))
+        } else {
+            observed = SceneBounds(min: lo, max: hi)
+        }
+    }
+
+    /// Marks the blocks around the observed surface of the given keyframes (every 16th valid pixel, +- the
+    /// truncation band) as dirty.
+    func markDirty(_ slots: [Int]) {
+        guard let mesher, let geometry, let bounds else { return }
+        let grid = mesher.config.grid
+        let tau = geometry.config.losses.truncation
+        for s in slots where geometry.frames.indices.contains(s) {
+            let f = geometry.frames[s], k = f.intrinsics
+            for j in stride(from: 0, to: f.validPixels.count, by: 16) {
+                let p = Int(f.validPixels[j])
+                let q = f.T_W_C * k.unproject(u: Double(p % k.width), v: Double(p / k.width), depth: Double(f.depth[p]))
+                let c = SIMD3<Float>(Float(q.x), Float(q.y), Float(q.z))
+                let lo = pointwiseMax(c - tau, bounds.min), hi = pointwiseMin(c + tau, bounds.max)
+                guard lo.x <= hi.x, lo.y <= hi.y, lo.z <= hi.z else { continue }
+                for key in grid.blocks(covering: lo, hi) { dirty.insert(key) }
+            }
+        }
+    }
+
+    /// Every block of the observed box becomes dirty (a full re-mesh at the next `map()`).
+    public func markAllDirty() {
+        guard let mesher, let observed else { return }
+        for key in mesher.config.grid.blocks(covering: observed.min, observed.max) { dirty.insert(key) }
+    }
+
+    /// Rebuilds the mapper around saved keyframes (fields re-created as `start` does; their parameters are restored
+    /// by the caller) and marks everything dirty.
+    func restore(keyframes frames: [Frame], ages: [Int], observed: SceneBounds?, rng: SeededRNG) throws {
+        guard let first = frames.first else { return }
+        try start(at: first)
+        guard let geometry else { return }
+        for f in frames {
+            geometry.add(TrainingFrame(f, near: geometry.config.near, far: geometry.config.far))
+            panoptic?.add(f)
+        }
+        keyframes = frames
+        self.ages = ages
+        self.observed = observed
+        self.rng = rng
+        markAllDirty()
+    }
+
+    // MARK: - Outputs
+
+    /// The map so far: re-meshes the dirty blocks only, then assembles, crops to the observed box, colours and culls
+    /// by the keyframes, and labels (when the panoptic fields exist). Clears the dirty set.
+    public func map() throws -> (mesh: TriangleMesh, legend: PanopticLegend?, remeshedBlocks: Int) {
+        guard var mesher, let geometry, let observed else {
+            return (TriangleMesh(vertices: [], triangles: []), nil, 0)
+        }
+        let keys = dirty.sorted()
+        try mesher.remesh(keys, sdf: geometry.field.evaluator())
+        self.mesher = mesher
+        dirty.removeAll()
+        var mesh = mesher.assemble().cropped(to: observed.min, observed.max)
+        let (colors, observable) = VertexColoring.colors(vertices: mesh.vertices, frames: keyframes)
+        mesh.colors = colors
+        mesh = mesh.keeping(observable)
+        var legend: PanopticLegend?
+        if let panoptic, panoptic.tokens.count > 0 {
+            let l = Self.legend(panoptic)
+            let labels = panoptic.labels(points: mesh.vertices)
+            mesh.labels = [(name: "semantic", values: labels.semantic), (name: "instance", values: labels.instance),
+                           (name: "panoptic", values: zip(labels.semantic, labels.instance).map {
+                               Int32(l.panopticID(classID: Int($0), instance: Int($1)))
+                           })]
+            legend = l
+        }
+        return (mesh, legend, keys.count)
+    }
+
+    /// The legend of the panoptic trainer's tokens: every stuff class, then instance i + 1 per token.
+    public static func legend(_ t: PanopticTrainer) -> PanopticLegend {
+        let vocabulary = t.semantic.vocabulary
+        let things = t.classHead.classes(t.tokens).enumerated().map {
+            (instance: $0.offset + 1, classID: t.semantic.classID(ofIndex: Int(t.thingClasses[$0.element])))
+        }
+        return PanopticLegend.make(vocabulary: vocabulary, stuffClassIDs: vocabulary.stuffIDs, things: things)
+    }
+
+    /// Renders of the latest keyframe's view: sphere-traced depth (grey, near = bright) and, with the panoptic
+    /// fields, the panoptic labels in legend colours. PNG bytes by name.
+    public func renders(legend: PanopticLegend?) throws -> [(name: String, png: [UInt8])] {
+        guard let geometry, let f = keyframes.last else { return [] }
+        var out: [(name: String, png: [UInt8])] = []
+        var raycaster = SDFRaycaster()
+        raycaster.far = 10
+        let depth = raycaster.depth(field: geometry.field, T_W_C: f.T_W_C, intrinsics: f.intrinsics)
+        let w = depth.width, h = depth.height
+        let far = max(0.5, depth.data.max() ?? 1)
+        let grey = depth.data.map { d -> UInt8 in d > 0 ? UInt8(max(0, min(255, 255 * (1 - d / far)))) : 0 }
+        out.append(("depth", try PNGCodec.encodeGray8(Image<UInt8>(width: w, height: h, channels: 1, data: grey))))
+        if let panoptic, let legend, panoptic.tokens.count > 0 {
+            let l = panoptic.renderLabels(T_W_C: f.T_W_C, intrinsics: f.intrinsics, depth: depth.data)
+            var rgb = [UInt8](repeating: 0, count: w * h * 3)
+            for i in 0..<(w * h) {
+                guard let e = legend.entry(id: legend.panopticID(classID: Int(l.semantic[i]), instance: Int(l.instance[i])))
+                else { continue }
+                for c in 0..<3 { rgb[3 * i + c] = e.color[c] }
+            }
+            out.append(("panoptic", try PNGCodec.encodeRGB8(RGBImage(width: w, height: h, channels: 3, data: rgb))))
+        }
+        return out
+    }
+}

@@ -1,0 +1,230 @@
+import ArgumentParser
+import Dispatch
+import Evaluation
+import Foundation
+import IO
+import MapCore
+import Pipeline
+import Synthetic
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pano run`: the online pipeline on a sequence directory (or `synthetic`), with snapshots and checkpoints.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Map a sequence online: keyframes, sliding-window optimisation, periodic snapshots and checkpoints.",
+        discussion: """
+            OUT gets session.json (the run's settings), session/ (checkpoints: Ctrl-C or SIGTERM saves one, \
+            `pano resume OUT` continues), snapshots/ (partial maps; LATEST names the newest complete one) and, when \
+            the source ends, map/ (mesh.ply, points.ply, legend.json). SEQUENCE `synthetic` maps the synthetic room \
+            rendered on the fly.
+            """)
+
+    @Argument(help: "Sequence directory (any supported layout), or `synthetic`.")
+    var sequence: String
+
+    @Option(help: "Output (session) directory.")
+    var out = "out/run"
+
+    @Option(help: "Layout instead of detecting it.")
+    var format: String?
+
+    @Flag(help: "Replay at the recorded frame rate (frames are dropped when the mapper falls behind).")
+    var realtime = false
+
+    @Option(help: "Random seed (same seed and settings: same map).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Snapshot every N keyframes (0 = off).")
+    var snapshotEvery = 10
+
+    @Option(help: "Snapshot every T seconds too (0 = off).")
+    var snapshotSeconds: Double = 0
+
+    @Option(help: "Checkpoint every M keyframes (0 = only on stop and at the end).")
+    var checkpointEvery = 10
+
+    @Option(help: "Geometry steps per new keyframe.")
+    var geometrySteps = OnlineMapperConfig().geometryStepsPerKeyframe
+
+    @Option(help: "Semantic / instance steps per new keyframe.")
+    var panopticSteps = OnlineMapperConfig().panopticStepsPerKeyframe
+
+    @Option(help: "Refinement steps over all keyframes when the source ends (geometry; panoptic gets 2/3 of it).")
+    var finalSteps = OnlineMapperConfig().finalGeometrySteps
+
+    @Option(help: "Half-size in metres of the mapped cube around the first camera.")
+    var extent: Float = OnlineMapperConfig().extent
+
+    @Flag(help: "Geometry only (no semantic / instance fields).")
+    var noPanoptic = false
+
+    @Flag(help: "Log and skip frames that fail to decode or validate.")
+    var skipBadFrames = false
+
+    @Option(help: "With `synthetic`: number of frames.")
+    var syntheticFrames = 60
+
+    @Option(help: "With `synthetic`: image width (height is 3/4 of it).")
+    var syntheticWidth = 320
+
+    func run() throws {
+        try reportingErrors {
+            var config = SessionConfig()
+            config.mapper.seed = seed
+            config.mapper.geometryStepsPerKeyframe = geometrySteps
+            config.mapper.panopticStepsPerKeyframe = panopticSteps
+            config.mapper.finalGeometrySteps = finalSteps
+            config.mapper.finalPanopticSteps = finalSteps * 2 / 3
+            config.mapper.extent = extent
+            config.mapper.panoptic = !noPanoptic
+            config.snapshotEveryKeyframes = snapshotEvery
+            config.snapshotEverySeconds = snapshotSeconds
+            config.checkpointEveryKeyframes = checkpointEvery
+            config.skipBadFrames = skipBadFrames
+            config.source = sequence == "synthetic"
+                ? ["kind": "synthetic", "seed": String(seed), "frames": String(syntheticFrames),
+                   "width": String(syntheticWidth)]
+                : ["kind": "replay", "path": URL(fileURLWithPath: sequence).standardizedFileURL.path,
+                   "format": format ?? "", "realtime": realtime ? "1" : "0"]
+            let source = try openSource(config.source)
+            let outDir = URL(fileURLWithPath: out)
+            let session = try MappingSession(config: config, info: source.info, directory: outDir)
+            try runSession(session, source: source, label: "run")
+        }
+    }
+}
+
+/// `pano resume`: continues a stopped or killed run from its newest valid checkpoint.
+struct Resume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue an online run from its newest valid checkpoint (a corrupt one is refused; the previous is used).")
+
+    @Argument(help: "Session directory of `pano run`.")
+    var directory: String
+
+    func run() throws {
+        try reportingErrors {
+            let dir = URL(fileURLWithPath: directory)
+            let config = try MappingSession.savedConfig(dir)
+            let source = try openSource(config.source)
+            let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
+            let (keyframes, position) = try blockingRun { (await session.keyframeCount, await session.currentProgress.position) }
+            log.info("resume: \(keyframes) keyframes restored, continuing at frame \(position)")
+            try runSession(session, source: source, label: "resume")
+        }
+    }
+}
+
+/// `pano export`: the final map of a session from its newest valid checkpoint.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the map of a session (newest valid checkpoint) as mesh.ply, points.ply and legend.json.")
+
+    @Argument(help: "Session directory of `pano run`.")
+    var directory: String
+
+    @Option(help: "Output directory (default DIRECTORY/map).")
+    var out: String?
+
+    func run() throws {
+        try reportingErrors {
+            let dir = URL(fileURLWithPath: directory)
+            let config = try MappingSession.savedConfig(dir)
+            let source = try openSource(config.source)
+            let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
+            let target = out.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("map")
+            let keyframes = try blockingRun {
+                try await session.export(to: target)
+                return await session.keyframeCount
+            }
+            print("exported \(keyframes) keyframes → \(target.path)")
+        }
+    }
+}
+
+/// Reopens the source a session was started on.
+func openSource(_ d: [String: String]) throws -> any FrameSource {
+    switch d["kind"] {
+    case "synthetic":
+        var c = SyntheticSceneConfig()
+        c.seed = UInt64(d["seed"] ?? "1") ?? 1
+        c.frameCount = Int(d["frames"] ?? "") ?? c.frameCount
+        c.width = Int(d["width"] ?? "") ?? c.width
+        c.height = c.width * 3 / 4
+        try c.validate()
+        return SyntheticSource(scene: try SyntheticScene(config: c))
+    case "replay":
+        guard let path = d["path"] else {
+            throw MapError(.badFormat, "session.json names no source path", hint: "start a new run")
+        }
+        let format = d["format"].flatMap { $0.isEmpty ? nil : $0 }
+        return ReplaySource(reader: try SequenceFormats.open(URL(fileURLWithPath: path), format: format),
+                            realtime: d["realtime"] == "1")
+    default:
+        throw MapError(.badFormat, "session.json has an unknown source kind \(d["kind"] ?? "none")",
+                       hint: "start a new run")
+    }
+}
+
+/// A progress line fed from the optimizer task.
+final class SessionProgressLine: @unchecked Sendable {
+    // Safe: every access holds the lock.
+    private let lock = NSLock()
+    private let progress: Progress
+
+    init(_ label: String, total: Int) { progress = Progress(label, total: total) }
+
+    func update(_ p: SessionProgress) {
+        lock.lock(); defer { lock.unlock() }
+        let fps = p.elapsed > 0 ? Double(p.framesIn) / p.elapsed : 0
+        progress.update(min(p.position, progress.total), extra: String(
+            format: "%@  in %d  keyframes %d  drops %d  loss %.4f  %.1f frames/s  snapshots %d", p.stage, p.framesIn,
+            p.keyframes, p.dropped, p.lastLoss, fps, p.snapshots))
+    }
+}
+
+/// Runs a session to its end (or to Ctrl-C / SIGTERM, which checkpoint and exit with status 130).
+func runSession(_ session: MappingSession, source: any FrameSource, label: String) throws {
+    let line = SessionProgressLine(label, total: source.info.frameCount ?? 0)
+    let stop = session.stop
+    var handlers: [DispatchSourceSignal] = []
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig, SIG_IGN)
+        let h = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        h.setEventHandler {
+            FileHandle.standardError.write(Data("\nstopping: saving the session…\n".utf8))
+            stop.set()
+        }
+        h.resume()
+        handlers.append(h)
+    }
+    defer { for h in handlers { h.cancel() } }
+    let result = try blockingRun { try await session.run(source) { line.update($0) } }
+    if result.stage == "stopped" {
+        print("session saved in \(session.directory.path) at frame \(result.position); continue with `pano resume \(session.directory.path)`")
+        throw ExitCode(130)
+    }
+    print(String(format: "mapped %d frames, %d keyframes, %d dropped, %d skipped, %d snapshots in %.1f s → %@",
+                 result.framesIn, result.keyframes, result.dropped, result.skipped, result.snapshots, result.elapsed,
+                 session.directory.appendingPathComponent("map").path))
+}
+
+/// Runs async work from a synchronous command and waits for it.
+func blockingRun<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try box.result!.get()
+}
+
+/// The result of a task, handed to the waiting thread.
+final class ResultBox<T>: @unchecked Sendable {
+    // Safe: written once by the task before it signals the semaphore, read once by the waiter after it.
+    var result: Result<T, Error>?
+}
