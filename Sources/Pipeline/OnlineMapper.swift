@@ -232,24 +232,11 @@ public final class OnlineMapper {
         mesh = mesh.keeping(observable)
         var legend: PanopticLegend?
         if let panoptic, panoptic.tokens.count > 0 {
-            let l = Self.legend(panoptic)
-            let labels = panoptic.labels(points: mesh.vertices)
-            mesh.labels = [(name: "semantic", values: labels.semantic), (name: "instance", values: labels.instance),
-                           (name: "panoptic", values: zip(labels.semantic, labels.instance).map {
-                               Int32(l.panopticID(classID: Int($0), instance: Int($1)))
-                           })]
+            let l = panoptic.legend()
+            panoptic.label(&mesh, legend: l)
             legend = l
         }
         return (mesh, legend, keys.count)
-    }
-
-    /// The legend of the panoptic trainer's tokens: every stuff class, then instance i + 1 per token.
-    public static func legend(_ t: PanopticTrainer) -> PanopticLegend {
-        let vocabulary = t.semantic.vocabulary
-        let things = t.classHead.classes(t.tokens).enumerated().map {
-            (instance: $0.offset + 1, classID: t.semantic.classID(ofIndex: Int(t.thingClasses[$0.element])))
-        }
-        return PanopticLegend.make(vocabulary: vocabulary, stuffClassIDs: vocabulary.stuffIDs, things: things)
     }
 
     /// Renders of the latest keyframe's view: sphere-traced depth (grey, near = bright) and, with the panoptic
@@ -266,13 +253,7 @@ public final class OnlineMapper {
         out.append(("depth", try PNGCodec.encodeGray8(Image<UInt8>(width: w, height: h, channels: 1, data: grey))))
         if let panoptic, let legend, panoptic.tokens.count > 0 {
             let l = panoptic.renderLabels(T_W_C: f.T_W_C, intrinsics: f.intrinsics, depth: depth.data)
-            var rgb = [UInt8](repeating: 0, count: w * h * 3)
-            for i in 0..<(w * h) {
-                guard let e = legend.entry(id: legend.panopticID(classID: Int(l.semantic[i]), instance: Int(l.instance[i])))
-                else { continue }
-                for c in 0..<3 { rgb[3 * i + c] = e.color[c] }
-            }
-            out.append(("panoptic", try PNGCodec.encodeRGB8(RGBImage(width: w, height: h, channels: 3, data: rgb))))
+            out.append(("panoptic", try PNGCodec.encodeRGB8(legend.colorImage(l, width: w, height: h))))
         }
         return out
     }

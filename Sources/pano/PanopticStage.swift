@@ -66,27 +66,6 @@ struct PanopticStage {
         return trainer
     }
 
-    /// The legend of a trained map: every stuff class of the vocabulary, then one entry per token (instance i + 1,
-    /// the token's class).
-    static func legend(_ t: PanopticTrainer) -> PanopticLegend {
-        let vocabulary = t.semantic.vocabulary
-        let classes = t.classHead.classes(t.tokens)
-        let things = classes.enumerated().map { (instance: $0.offset + 1,
-                                                 classID: t.semantic.classID(ofIndex: Int(t.thingClasses[$0.element]))) }
-        return PanopticLegend.make(vocabulary: vocabulary, stuffClassIDs: vocabulary.stuffIDs, things: things)
-    }
-
-    /// Adds per-vertex `semantic`, `instance` and `panoptic` labels to `mesh`.
-    static func label(_ mesh: inout TriangleMesh, _ t: PanopticTrainer, legend: PanopticLegend) {
-        let l = t.labels(points: mesh.vertices)
-        mesh.labels.removeAll { ["semantic", "instance", "panoptic"].contains($0.name) }
-        mesh.labels.append((name: "semantic", values: l.semantic))
-        mesh.labels.append((name: "instance", values: l.instance))
-        mesh.labels.append((name: "panoptic", values: zip(l.semantic, l.instance).map {
-            Int32(legend.panopticID(classID: Int($0), instance: Int($1)))
-        }))
-    }
-
     /// Renders the held-out views' labels (sampled around their measured depth) into `directory` as
     /// `NNNNNN-semantic.png` / `NNNNNN-instance.png` (16-bit ids, the format `pano eval panoptic` reads) and
     /// `NNNNNN-panoptic-color.png` (legend colours, for viewing).
@@ -100,11 +79,7 @@ struct PanopticStage {
             let ins = Gray16Image(width: w, height: h, channels: 1, data: l.instance.map { UInt16(clamping: $0) })
             try Files.writeAtomically(try PNGCodec.encodeGray16(sem), to: urls.semantic)
             try Files.writeAtomically(try PNGCodec.encodeGray16(ins), to: urls.instance)
-            var color = RGBImage(width: w, height: h, channels: 3, repeating: 0)
-            for i in 0..<(w * h) {
-                guard let e = legend.entry(id: legend.panopticID(classID: Int(l.semantic[i]), instance: Int(l.instance[i]))) else { continue }
-                for c in 0..<3 { color.data[i * 3 + c] = e.color[c] }
-            }
+            let color = legend.colorImage(l, width: w, height: h)
             try Files.writeAtomically(try PNGCodec.encodeRGB8(color),
                                       to: directory.appendingPathComponent("\(frameName(f.index))-panoptic-color.png"))
         }

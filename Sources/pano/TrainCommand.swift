@@ -125,8 +125,8 @@ struct Train: ParsableCommand {
             mesh.colors = colors
             if !keepUnobserved { mesh = mesh.keeping(observable) }
             if let panoptic {
-                let legend = PanopticStage.legend(panoptic)
-                PanopticStage.label(&mesh, panoptic, legend: legend)
+                let legend = panoptic.legend()
+                panoptic.label(&mesh, legend: legend)
                 try legend.write(to: outDir.appendingPathComponent("legend.json"))
                 var points = mesh // the labelled point cloud: the mesh's vertices without faces
                 points.triangles = []
@@ -188,7 +188,7 @@ struct Train: ParsableCommand {
     {
         guard !frames.isEmpty else { return nil }
         let dir = directory.appendingPathComponent("heldout")
-        try PanopticStage.renderHeldOut(t, frames: frames, legend: PanopticStage.legend(t), into: dir)
+        try PanopticStage.renderHeldOut(t, frames: frames, legend: t.legend(), into: dir)
         let haveGT = frames.allSatisfy { f in
             let u = PanopticEvaluation.groundTruthURLs(sequence, frame: f.index)
             return Files.exists(u.semantic) && Files.exists(u.instance)
