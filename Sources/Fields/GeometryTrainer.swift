@@ -88,6 +88,12 @@ public final class GeometryTrainer {
         return frames.count - 1
     }
 
+    /// Removes the frame in `slot`; later slots move down by one (the online mapper's keyframe budget).
+    public func remove(slot: Int) {
+        precondition(frames.indices.contains(slot), "GeometryTrainer.remove: no slot \(slot)")
+        frames.remove(at: slot)
+    }
+
     /// One optimisation step on rays drawn from `slots` (default: all frames).
     @discardableResult
     public func step(slots: [Int]? = nil) -> GeometryStepStats {

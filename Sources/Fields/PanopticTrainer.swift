@@ -179,6 +179,12 @@ public final class PanopticTrainer {
         return frames.count - 1
     }
 
+    /// Removes the frame in `slot`; later slots move down by one (the online mapper's keyframe budget).
+    public func remove(slot: Int) {
+        precondition(frames.indices.contains(slot), "PanopticTrainer.remove: no slot \(slot)")
+        frames.remove(at: slot)
+    }
+
     public var stage: String {
         steps < config.instanceStart ? "semantic" : (config.usePanopticLoss && steps >= config.panopticStart ? "panoptic" : "instance")
     }

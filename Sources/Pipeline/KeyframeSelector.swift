@@ -12,12 +12,16 @@ public struct KeyframePolicy: Sendable, Codable, Equatable {
     public var window: Int = 6
     /// ... plus this many older keyframes drawn at random per step, so the map does not forget.
     public var replayed: Int = 4
+    /// Keyframes kept at most (0 = no limit): beyond it the most redundant older keyframe (the one closest in pose
+    /// to another keyframe, outside the window) is dropped, so memory stays bounded on long runs.
+    public var maxKeyframes: Int = 64
 
     public init() {}
 
     public func validate() throws {
-        guard minTranslation >= 0, minRotationDegrees >= 0, maxFrameGap >= 0, window >= 1, replayed >= 0 else {
-            throw MapError(.badArgument, "keyframe policy: thresholds must be >= 0 and the window at least 1",
+        guard minTranslation >= 0, minRotationDegrees >= 0, maxFrameGap >= 0, window >= 1, replayed >= 0,
+              maxKeyframes == 0 || maxKeyframes > window else {
+            throw MapError(.badArgument, "keyframe policy: thresholds must be >= 0, the window at least 1 and the keyframe budget (if any) larger than the window",
                            hint: "check --keyframe-* options")
         }
     }
@@ -29,6 +33,24 @@ public struct KeyframePolicy: Sendable, Codable, Equatable {
         let delta = last.inverse * T_W_C
         return length(delta.translation) >= minTranslation
             || delta.rotationAngle * 180 / Double.pi >= minRotationDegrees
+    }
+
+    /// With more than `maxKeyframes` keyframes at `poses`: the slot to drop, the keyframe outside the window whose
+    /// pose is closest to any other keyframe's (translation in metres + 0.5 m per radian of rotation; the lowest
+    /// slot on ties). nil when the budget is not exceeded.
+    public func redundantKeyframe(poses: [RigidTransform]) -> Int? {
+        guard maxKeyframes > 0, poses.count > maxKeyframes else { return nil }
+        func distance(_ a: RigidTransform, _ b: RigidTransform) -> Double {
+            let d = a.inverse * b
+            return length(d.translation) + 0.5 * d.rotationAngle
+        }
+        var best: (slot: Int, d: Double)?
+        for i in 0..<(poses.count - window) {
+            var nearest = Double.infinity
+            for j in poses.indices where j != i { nearest = min(nearest, distance(poses[i], poses[j])) }
+            if best == nil || nearest < best!.d { best = (i, nearest) }
+        }
+        return best?.slot
     }
 
     /// Keyframe slots a step draws from when `count` keyframes exist: the last `window` plus `replayed` distinct

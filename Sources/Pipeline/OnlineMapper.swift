@@ -127,6 +127,12 @@ public final class OnlineMapper {
         keyframes.append(frame)
         ages.append(0)
         grow(with: training)
+        if let drop = config.keyframes.redundantKeyframe(poses: keyframes.map(\.T_W_C)) {
+            keyframes.remove(at: drop)
+            ages.remove(at: drop)
+            geometry.remove(slot: drop)
+            panoptic?.remove(slot: drop)
+        }
         var report = IntegrationReport(keyframes: keyframes.count, geometry: GeometryStepStats(), panoptic: nil,
                                        seconds: 0)
         let slots = config.keyframes.slots(count: keyframes.count, rng: &rng)

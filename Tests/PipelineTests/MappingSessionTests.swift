@@ -61,6 +61,25 @@ final class MappingSessionTests: XCTestCase {
         XCTAssertTrue(Files.exists(tmp.appending("map/legend.json")))
     }
 
+    /// With a keyframe budget the mapper keeps at most that many keyframes and the run still ends with a map.
+    func testKeyframeBudgetBoundsTheKeyframes() async throws {
+        let tmp = try TempDirectory("pano-budget")
+        defer { tmp.remove() }
+        let source = try Self.source(frames: 16)
+        var config = Self.config()
+        config.mapper.keyframes.window = 3
+        config.mapper.keyframes.maxKeyframes = 5
+        config.snapshotEveryKeyframes = 0
+        config.checkpointEveryKeyframes = 0
+        let session = try MappingSession(config: config, info: source.info, directory: tmp.url)
+        final class Counts: @unchecked Sendable { var max = 0 } // written by the report closure only
+        let counts = Counts()
+        let result = try await session.run(source) { counts.max = Swift.max(counts.max, $0.keyframes) }
+        XCTAssertEqual(result.stage, "done")
+        XCTAssertEqual(counts.max, 5, "never more than the budget")
+        XCTAssertTrue(Files.exists(tmp.appending("map/mesh.ply")))
+    }
+
     /// Stopping after a few keyframes and resuming gives the same final state as an uninterrupted run (bit for bit:
     /// the checkpoint holds every layer and the iteration budget makes the run a pure function of its frames).
     func testStopAndResumeIsBitIdentical() async throws {

@@ -61,3 +61,20 @@ final class PipelineStageTests: XCTestCase {
         XCTAssertEqual(dropped, 4)
     }
 }
+
+extension PipelineStageTests {
+    /// The keyframe budget drops the keyframe closest in pose to another one, never one of the window.
+    func testRedundantKeyframe() {
+        var p = KeyframePolicy()
+        p.window = 2; p.maxKeyframes = 4
+        let at = { (x: Double) in RigidTransform(translation: Vec3(x, 0, 0)) }
+        XCTAssertNil(p.redundantKeyframe(poses: [at(0), at(1), at(2), at(3)]), "within the budget")
+        // Keyframe 2 sits 0.05 m from keyframe 1; 1 and 2 are both candidates (outside the window of 2), 1 is lower.
+        XCTAssertEqual(p.redundantKeyframe(poses: [at(0), at(1), at(1.05), at(3), at(4)]), 1)
+        // The closest pair is inside the window: the best candidate outside it goes.
+        XCTAssertEqual(p.redundantKeyframe(poses: [at(0), at(0.5), at(2), at(5), at(5.01)]), 0)
+        var bad = KeyframePolicy()
+        bad.window = 8; bad.maxKeyframes = 8
+        XCTAssertThrowsError(try bad.validate())
+    }
+}
