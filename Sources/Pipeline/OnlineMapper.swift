@@ -26,8 +26,8 @@ public struct OnlineMapperConfig: Sendable, Codable, Equatable {
     /// geometry steps (geometry first).
     public var panopticMinAge = 60
     /// Refinement over all keyframes when the source ends.
-    public var finalGeometrySteps = 1500
-    public var finalPanopticSteps = 1000
+    public var finalGeometrySteps = 2500
+    public var finalPanopticSteps = 1666
     /// Train the panoptic fields (needs masks and a vocabulary with a thing class).
     public var panoptic = true
     public var raysPerStep = 1024
