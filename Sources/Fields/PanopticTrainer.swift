@@ -733,8 +733,23 @@ public final class PanopticTrainer {
     }
 
     /// Point-level panoptic labels (e.g. mesh vertices): the panoptic head over softmax(semantic logits) and the
-    /// token attention at each point.
+    /// token attention at each point. Works in chunks of 32768 points, so the scratch stays small on big meshes.
     public func labels(points: [SIMD3<Float>]) -> PanopticLabels {
+        var out = PanopticLabels(semantic: [], instance: [])
+        out.semantic.reserveCapacity(points.count)
+        out.instance.reserveCapacity(points.count)
+        var start = 0
+        while start < points.count {
+            let end = min(points.count, start + 32768)
+            let l = labelsOfChunk(Array(points[start..<end]))
+            out.semantic += l.semantic
+            out.instance += l.instance
+            start = end
+        }
+        return out
+    }
+
+    func labelsOfChunk(_ points: [SIMD3<Float>]) -> PanopticLabels {
         let P = points.count, C = semantic.classCount, N = tokens.count, S = stuffClasses.count
         guard P > 0 else { return PanopticLabels(semantic: [], instance: []) }
         let flat = points.flatMap { [$0.x, $0.y, $0.z] }
