@@ -342,6 +342,7 @@ public actor MappingSession {
         progress.snapshots += 1
         progress.lastSnapshotSeconds = Date().timeIntervalSince(t0)
         progress.snapshotSecondsTotal += progress.lastSnapshotSeconds
+        MemoryTrim.releaseFreedMemory()
     }
 
     func snapshotContent() throws -> SnapshotContent {
@@ -360,6 +361,7 @@ public actor MappingSession {
                                             snapshotSequence: snapshotSequence, final: final)
         _ = try await store.save(c)
         progress.checkpoints += 1
+        MemoryTrim.releaseFreedMemory()
     }
 
     /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.
@@ -372,6 +374,7 @@ public actor MappingSession {
         points.triangles = []
         try PLY.write(points.plyData, to: dir.appendingPathComponent("points.ply"))
         if let legend { try legend.write(to: dir.appendingPathComponent("legend.json")) }
+        MemoryTrim.releaseFreedMemory()
     }
 
     public var currentProgress: SessionProgress { progress }
