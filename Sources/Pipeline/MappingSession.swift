@@ -134,31 +134,21 @@ actor KeyframeManager {
 /// Snapshot writer: owns the snapshot directory; writes are atomic (see `SnapshotStore`).
 actor SnapshotWriter {
     let store: SnapshotStore
-    private(set) var written = 0
-    private(set) var latencies: [Double] = []
 
     init(store: SnapshotStore) { self.store = store }
 
     func write(_ content: SnapshotContent, sequence: Int) throws -> URL {
-        let (dir, seconds) = try store.write(content, sequence: sequence)
-        written += 1
-        latencies.append(seconds)
-        return dir
+        try store.write(content, sequence: sequence).directory
     }
 }
 
 /// Session store: owns the checkpoint directory; writes are atomic and keep the previous checkpoint.
 actor SessionStore {
     let store: CheckpointStore
-    private(set) var saved = 0
 
     init(store: CheckpointStore) { self.store = store }
 
-    func save(_ checkpoint: Checkpoint) throws -> URL {
-        let dir = try store.save(checkpoint)
-        saved += 1
-        return dir
-    }
+    func save(_ checkpoint: Checkpoint) throws -> URL { try store.save(checkpoint) }
 }
 
 /// A stop request (SIGINT / SIGTERM, or a test), readable from any thread.
