@@ -472,9 +472,7 @@ public final class PanopticTrainer {
             // A token matched to a mask it does not explain at all, again and again, is in the wrong place.
             if iou < config.respawnIoU {
                 poorMatches[i] += 1
-                var sum = SIMD3<Float>(repeating: 0), n: Float = 0
-                for (p, r) in rows.enumerated() where Int(targets[p]) == l { sum += batch.surface[r]; n += 1 }
-                if n > 0 { poorTarget[i] = sum / n }
+                if let c = surfaceCentroid(mask: l, rows: rows, targets: targets, batch: batch) { poorTarget[i] = c }
             } else {
                 poorMatches[i] = 0
             }
@@ -496,10 +494,22 @@ public final class PanopticTrainer {
         for l in 0..<L where best[l] >= 0 && assignment[l] != best[l] {
             let i = best[l]
             guard (0..<L).contains(where: { $0 != l && best[$0] == i && assignment[$0] == i }) else { continue }
-            var sum = SIMD3<Float>(repeating: 0), n: Float = 0
-            for (p, r) in rows.enumerated() where Int(targets[p]) == l { sum += batch.surface[r]; n += 1 }
-            if n > 0 { splitTarget[i] = sum / n }
+            if let c = surfaceCentroid(mask: l, rows: rows, targets: targets, batch: batch) { splitTarget[i] = c }
         }
+    }
+
+    /// Mean surface point of the sampled pixels of mask `l` (rows of the frame's thing pixels, their mask targets).
+    func surfaceCentroid(mask l: Int, rows: [Int], targets: [Int32], batch: RayBatch) -> SIMD3<Float>? {
+        var sum = SIMD3<Float>(repeating: 0), n: Float = 0
+        for (p, r) in rows.enumerated() where Int(targets[p]) == l { sum += batch.surface[r]; n += 1 }
+        return n > 0 ? sum / n : nil
+    }
+
+    /// Moves token `i` to `q` with the initial isotropic scale and no rotation (clones and respawns).
+    func placeToken(_ i: Int, at q: SIMD3<Float>) {
+        tokens.means[3 * i] = q.x; tokens.means[3 * i + 1] = q.y; tokens.means[3 * i + 2] = q.z
+        for a in 0..<3 { tokens.logScales[3 * i + a] = logf(config.initialTokenScale) }
+        tokens.rotations.replaceSubrange((4 * i)..<(4 * i + 4), with: [1, 0, 0, 0])
     }
 
     /// L_pan of the step's rays: the panoptic head over rendered semantics and token distributions.
@@ -646,11 +656,7 @@ public final class PanopticTrainer {
             for c in 0..<tokens.featureWidth {
                 tokens.features[t * tokens.featureWidth + c] += Float(rng.gaussian()) * 0.05
             }
-            if let q = targets[t], config.usePrior {
-                tokens.means[3 * t] = q.x; tokens.means[3 * t + 1] = q.y; tokens.means[3 * t + 2] = q.z
-                for a in 0..<3 { tokens.logScales[3 * t + a] = logf(config.initialTokenScale) }
-                tokens.rotations.replaceSubrange((4 * t)..<(4 * t + 4), with: [1, 0, 0, 0])
-            }
+            if let q = targets[t], config.usePrior { placeToken(t, at: q) }
             stableCount[t] = 0; poorMatches[t] = 0; poorTarget[t] = nil
         }
         return plan
@@ -664,9 +670,7 @@ public final class PanopticTrainer {
         guard config.usePrior else { return }
         for i in 0..<tokens.count where !removed.contains(i) && poorMatches[i] >= config.respawnMatches {
             guard let q = poorTarget[i] else { continue }
-            tokens.means[3 * i] = q.x; tokens.means[3 * i + 1] = q.y; tokens.means[3 * i + 2] = q.z
-            for a in 0..<3 { tokens.logScales[3 * i + a] = logf(config.initialTokenScale) }
-            tokens.rotations.replaceSubrange((4 * i)..<(4 * i + 4), with: [1, 0, 0, 0])
+            placeToken(i, at: q)
             poorMatches[i] = 0; poorTarget[i] = nil; stableCount[i] = 0
         }
     }
