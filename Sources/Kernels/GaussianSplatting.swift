@@ -1,0 +1,440 @@
+import Foundation
+
+/// A pinhole camera for splatting: OpenCV convention (+z forward, +x right, +y down), pixel centres at integer
+/// (u, v) with u = fx x / z + cx (as `Intrinsics.project`).
+public struct SplatCamera: Sendable, Equatable {
+    public var fx: Float, fy: Float, cx: Float, cy: Float
+    public var width: Int, height: Int
+    /// 9 values, row-major R_CW (world -> camera).
+    public var rotation: [Float]
+    /// t_CW, so p_C = R_CW p_W + t_CW (metres).
+    public var translation: SIMD3<Float>
+    /// Gaussians whose centre has view depth < near (metres) are culled.
+    public var near: Float
+
+    public init(fx: Float, fy: Float, cx: Float, cy: Float, width: Int, height: Int, rotation: [Float],
+                translation: SIMD3<Float>, near: Float = 0.05) {
+        self.fx = fx; self.fy = fy; self.cx = cx; self.cy = cy
+        self.width = width; self.height = height
+        self.rotation = rotation; self.translation = translation; self.near = near
+    }
+}
+
+/// N anisotropic 3D Gaussians, struct-of-arrays.
+public struct GaussianSet: Sendable, Equatable {
+    /// 3N world positions (metres).
+    public var means: [Float]
+    /// 3N, scale = exp(logScale) (metres).
+    public var logScales: [Float]
+    /// 4N quaternions (w, x, y, z), unnormalised; the kernel normalises (gradients go through the normalisation).
+    public var rotations: [Float]
+    /// N, opacity = sigmoid(logit).
+    public var opacityLogits: [Float]
+    /// 3N RGB (SH degree 0 as a plain colour), used as is (not clamped).
+    public var colors: [Float]
+
+    public var count: Int { opacityLogits.count }
+
+    public init() { means = []; logScales = []; rotations = []; opacityLogits = []; colors = [] }
+
+    public init(means: [Float], logScales: [Float], rotations: [Float], opacityLogits: [Float], colors: [Float]) {
+        self.means = means; self.logScales = logScales; self.rotations = rotations
+        self.opacityLogits = opacityLogits; self.colors = colors
+    }
+
+    public mutating func append(contentsOf other: GaussianSet) {
+        means += other.means; logScales += other.logScales; rotations += other.rotations
+        opacityLogits += other.opacityLogits; colors += other.colors
+    }
+
+    /// Keeps Gaussian i where keep[i] (keep has `count` entries).
+    public func filtered(keep: [Bool]) -> GaussianSet {
+        precondition(keep.count == count, "GaussianSet.filtered: \(keep.count) flags for \(count) Gaussians")
+        var out = GaussianSet()
+        let n = keep.reduce(0) { $0 + ($1 ? 1 : 0) }
+        out.means.reserveCapacity(3 * n); out.logScales.reserveCapacity(3 * n); out.rotations.reserveCapacity(4 * n)
+        out.opacityLogits.reserveCapacity(n); out.colors.reserveCapacity(3 * n)
+        for i in 0..<count where keep[i] {
+            out.means += means[(3 * i)..<(3 * i + 3)]
+            out.logScales += logScales[(3 * i)..<(3 * i + 3)]
+            out.rotations += rotations[(4 * i)..<(4 * i + 4)]
+            out.opacityLogits.append(opacityLogits[i])
+            out.colors += colors[(3 * i)..<(3 * i + 3)]
+        }
+        return out
+    }
+
+    /// True when every array has the length `count` asks for.
+    public var isConsistent: Bool {
+        let n = count
+        return means.count == 3 * n && logScales.count == 3 * n && rotations.count == 4 * n && colors.count == 3 * n
+    }
+}
+
+public struct SplatOptions: Sendable {
+    /// Colour behind everything (added with the final transmittance).
+    public var background: SIMD3<Float> = .zero
+    /// Tile edge in pixels. The result does not depend on it (the culling box is exact, see `GaussianSplatting`).
+    public var tileSize: Int = 16
+    public var threads: Int = Parallel.defaultThreads
+
+    public init(background: SIMD3<Float> = .zero, tileSize: Int = 16, threads: Int = Parallel.defaultThreads) {
+        self.background = background; self.tileSize = tileSize; self.threads = threads
+    }
+}
+
+/// The images of `GaussianSplatting.render` and the state its backward needs.
+public struct SplatRender: Sendable {
+    public let width: Int, height: Int
+    /// 3*W*H, interleaved RGB, row-major; includes background * final transmittance.
+    public var color: [Float]
+    /// W*H, expected depth sum_i w_i z_i (z = view depth of the Gaussian's centre), not normalised.
+    public var depth: [Float]
+    /// W*H, sum_i w_i = 1 - final transmittance.
+    public var alpha: [Float]
+    /// N, half-extent in pixels of each Gaussian's screen box (ceil), 0 when culled (3DGS `radii`; > 0 = visible).
+    public let radii: [Int32]
+    /// Number of (Gaussian, pixel) pairs composited (alpha >= 1/255, before early termination).
+    public let composites: Int
+
+    // Backward state.
+    let tileSize: Int
+    let gaussianCount: Int
+    /// Per Gaussian, `GaussianSplatting.packedWidth` floats: u, v, conic (a, b, c), opacity, rgb, z, power floor.
+    let packed: [Float]
+    /// Per Gaussian x0, x1, y0, y1: inclusive pixel box, clipped to the image.
+    let boxes: [Int32]
+    /// Tile t lists Gaussians tileList[tileStart[t]..<tileStart[t+1]], front to back.
+    let tileStart: [Int32]
+    let tileList: [Int32]
+    /// Per pixel: final transmittance and the number of the tile's list entries up to its last contributor.
+    let finalT: [Float]
+    let lastCount: [Int32]
+}
+
+/// dL/d(parameters) of one render, laid out like `GaussianSet`.
+public struct GaussianGradients: Sendable {
+    public var means: [Float], logScales: [Float], rotations: [Float], opacityLogits: [Float], colors: [Float]
+    /// 2N: dL/d(projected 2D mean) in pixels, for densification (the trainer uses its norm).
+    public var screenMeans: [Float]
+}
+
+/// CPU 3D Gaussian splatting (Kerbl et al. 2023), forward and backward.
+///
+/// Per Gaussian (projection, "preprocess"):
+///     Σ = R S Sᵀ Rᵀ,  R from the normalised quaternion, S = diag(exp(logScale))     // 3DGS covariance
+///     p_C = R_CW p_W + t_CW;  culled when z < near
+///     (u, v) = (fx x/z + cx, fy y/z + cy)
+///     J = [[fx/z, 0, -fx x'/z²], [0, fy/z, -fy y'/z²]],  x'/z, y'/z = x/z, y/z clamped to the image widened by
+///         15 % on each side (1.3x the field of view when the principal point is centred, as 3DGS)
+///     Σ' = J R_CW Σ R_CWᵀ Jᵀ + 0.3 I                                                  // EWA splatting + low-pass
+///     conic = Σ'⁻¹,  opacity o = sigmoid(logit)
+/// Per pixel (u_p, v_p), Gaussians in depth order (stable: ties by index), d = (u, v) - (u_p, v_p):
+///     α = min(0.99, o exp(-½ dᵀ conic d));  skipped when α < 1/255                 // 3DGS alpha blending
+///     w = α T,  T ← T (1 - α), stopping before the Gaussian that would bring T below 1e-4
+///     colour = Σ w c + T bg,  depth = Σ w z,  alpha = 1 - T
+///
+/// Screen extent (a deviation from 3DGS's 3-sigma radius, chosen so tiling changes nothing): α >= 1/255 needs
+/// dᵀ conic d <= 2 ln(255 o), an ellipse whose axis-aligned half-extents are sqrt(2 ln(255 o) Σ'_xx) and
+/// sqrt(2 ln(255 o) Σ'_yy). That box (clipped to the image) is where a Gaussian is binned and evaluated, so nothing
+/// above the threshold is ever cut: the result equals compositing every Gaussian at every pixel, for any tile size.
+/// Gaussians with o < 1/255 or whose box misses the image are culled.
+///
+/// Tiles (tileSize² px) are independent in the forward pass and split across threads (tile k to worker k mod t),
+/// so the images do not depend on the thread count. Backward accumulates per-Gaussian screen-space gradients in
+/// per-worker buffers summed in worker order (deterministic for a given thread count), then runs the chain rule
+/// through the projection per Gaussian.
+public enum GaussianSplatting {
+    static let alphaMin: Float = 1 / 255
+    static let alphaMax: Float = 0.99
+    static let transmittanceMin: Float = 1e-4
+    static let lowPass: Float = 0.3
+    /// Fraction of the image added on each side before the Jacobian's x/z, y/z are clamped.
+    static let jacobianMargin: Float = 0.15
+    static let packedWidth = 12
+
+    public static func render(_ g: GaussianSet, camera: SplatCamera, options: SplatOptions = .init()) -> SplatRender {
+        precondition(g.isConsistent, "GaussianSplatting.render: GaussianSet arrays disagree with count \(g.count)")
+        precondition(camera.rotation.count == 9, "GaussianSplatting.render: camera.rotation needs 9 values")
+        precondition(camera.width >= 0 && camera.height >= 0 && options.tileSize >= 1, "GaussianSplatting.render: bad size")
+        let n = g.count, w = camera.width, h = camera.height, ts = options.tileSize
+        var packed = [Float](repeating: 0, count: packedWidth * n)
+        var boxes = [Int32](repeating: 0, count: 4 * n)
+        var radii = [Int32](repeating: 0, count: n)
+        var visible = [Bool](repeating: false, count: n)
+        packed.withUnsafeMutableBufferPointer { pk in
+            boxes.withUnsafeMutableBufferPointer { bx in
+                radii.withUnsafeMutableBufferPointer { rd in
+                    visible.withUnsafeMutableBufferPointer { vis in
+                        Parallel.forEachChunk(count: n, threads: options.threads, alignment: 64) { _, range in
+                            for i in range {
+                                vis[i] = preprocess(g, i, camera, pk.baseAddress! + packedWidth * i,
+                                                    bx.baseAddress! + 4 * i, rd.baseAddress! + i)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Depth order once (ties by index), then binning in that order leaves every tile's list sorted.
+        var order = (0..<n).filter { visible[$0] }.map { Int32($0) }
+        order.sort { a, b in
+            let za = packed[packedWidth * Int(a) + 9], zb = packed[packedWidth * Int(b) + 9]
+            return za < zb || (za == zb && a < b)
+        }
+        let tilesX = (w + ts - 1) / ts, tilesY = (h + ts - 1) / ts, tiles = tilesX * tilesY
+        var tileStart = [Int32](repeating: 0, count: tiles + 1)
+        for i in order {
+            let b = 4 * Int(i)
+            for ty in (Int(boxes[b + 2]) / ts)...(Int(boxes[b + 3]) / ts) {
+                for tx in (Int(boxes[b]) / ts)...(Int(boxes[b + 1]) / ts) { tileStart[ty * tilesX + tx + 1] += 1 }
+            }
+        }
+        for t in 0..<tiles { tileStart[t + 1] += tileStart[t] }
+        var tileList = [Int32](repeating: 0, count: Int(tileStart[tiles]))
+        var fill = Array(tileStart.dropLast())
+        for i in order {
+            let b = 4 * Int(i)
+            for ty in (Int(boxes[b + 2]) / ts)...(Int(boxes[b + 3]) / ts) {
+                for tx in (Int(boxes[b]) / ts)...(Int(boxes[b + 1]) / ts) {
+                    let t = ty * tilesX + tx
+                    tileList[Int(fill[t])] = i
+                    fill[t] += 1
+                }
+            }
+        }
+
+        var color = [Float](repeating: 0, count: 3 * w * h)
+        var depth = [Float](repeating: 0, count: w * h)
+        var alpha = [Float](repeating: 0, count: w * h)
+        var finalT = [Float](repeating: 1, count: w * h)
+        var lastCount = [Int32](repeating: 0, count: w * h)
+        let workers = max(1, min(options.threads, tiles))
+        var perWorker = [Int](repeating: 0, count: workers)
+        let bg = options.background
+        color.withUnsafeMutableBufferPointer { col in
+        depth.withUnsafeMutableBufferPointer { dep in
+        alpha.withUnsafeMutableBufferPointer { alp in
+        finalT.withUnsafeMutableBufferPointer { fT in
+        lastCount.withUnsafeMutableBufferPointer { lc in
+        perWorker.withUnsafeMutableBufferPointer { pw in
+        packed.withUnsafeBufferPointer { pk in
+        boxes.withUnsafeBufferPointer { bx in
+        tileStart.withUnsafeBufferPointer { tStart in
+        tileList.withUnsafeBufferPointer { tList in
+            let out = ImageBuffers(color: col.baseAddress!, depth: dep.baseAddress!, alpha: alp.baseAddress!,
+                                   finalT: fT.baseAddress!, lastCount: lc.baseAddress!)
+            let scene = TileScene(packed: pk.baseAddress!, boxes: bx.baseAddress!, tileStart: tStart.baseAddress!,
+                                  tileList: tList.baseAddress!, width: w, height: h, tileSize: ts, tilesX: tilesX)
+            Parallel.forEachChunk(count: workers, threads: workers) { worker, _ in
+                let scratch = TileScratch(pixels: ts * ts)
+                defer { scratch.deallocate() }
+                var composites = 0
+                for t in stride(from: worker, to: tiles, by: workers) {
+                    composites += forwardTile(scene, t, scratch, bg, out)
+                }
+                pw[worker] = composites
+            }
+        }}}}}}}}}}
+        return SplatRender(width: w, height: h, color: color, depth: depth, alpha: alpha, radii: radii,
+                           composites: perWorker.reduce(0, +), tileSize: ts, gaussianCount: n, packed: packed,
+                           boxes: boxes, tileStart: tileStart, tileList: tileList, finalT: finalT,
+                           lastCount: lastCount)
+    }
+
+    // MARK: projection
+
+    /// The per-Gaussian intermediates of the projection, shared by `preprocess` and the backward chain rule.
+    struct Projection {
+        var pC: SIMD3<Float>
+        var clampedX: Bool, clampedY: Bool
+        var rx: Float, ry: Float              // x'/z, y'/z (clamped)
+        var j00: Float, j02: Float, j11: Float, j12: Float
+        var q: SIMD4<Float>, qNorm: Float     // normalised quaternion and |q|
+        var r: (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>) // rows of R
+        var s: SIMD3<Float>
+        var t0: SIMD3<Float>, t1: SIMD3<Float> // rows of T = J R_CW
+        var v0: SIMD3<Float>, v1: SIMD3<Float> // rows of V = T R S, Σ' = V Vᵀ + 0.3 I
+        var a: Float, b: Float, c: Float       // Σ'
+    }
+
+    @inline(__always)
+    static func cameraRows(_ camera: SplatCamera) -> (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>) {
+        let m = camera.rotation
+        return (SIMD3(m[0], m[1], m[2]), SIMD3(m[3], m[4], m[5]), SIMD3(m[6], m[7], m[8]))
+    }
+
+    /// Projection of Gaussian i; nil when behind `near`.
+    @inline(__always)
+    static func project(_ g: GaussianSet, _ i: Int, _ camera: SplatCamera,
+                        _ w: (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>)) -> Projection? {
+        let p = SIMD3<Float>(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2])
+        let pC = SIMD3<Float>((w.0 * p).sum(), (w.1 * p).sum(), (w.2 * p).sum()) + camera.translation
+        guard pC.z >= camera.near else { return nil }
+        let invZ = 1 / pC.z
+        let fw = Float(camera.width), fh = Float(camera.height), m = jacobianMargin
+        let xz = pC.x * invZ, yz = pC.y * invZ
+        let loX = (-m * fw - camera.cx) / camera.fx, hiX = ((1 + m) * fw - camera.cx) / camera.fx
+        let loY = (-m * fh - camera.cy) / camera.fy, hiY = ((1 + m) * fh - camera.cy) / camera.fy
+        let rx = min(hiX, max(loX, xz)), ry = min(hiY, max(loY, yz))
+        let j00 = camera.fx * invZ, j02 = -camera.fx * rx * invZ
+        let j11 = camera.fy * invZ, j12 = -camera.fy * ry * invZ
+        let t0 = j00 * w.0 + j02 * w.2, t1 = j11 * w.1 + j12 * w.2
+        let qRaw = SIMD4<Float>(g.rotations[4 * i], g.rotations[4 * i + 1], g.rotations[4 * i + 2], g.rotations[4 * i + 3])
+        let qNorm = max(1e-12, (qRaw * qRaw).sum().squareRoot())
+        let q = qRaw / qNorm
+        let r = rotationRows(q)
+        let s = SIMD3<Float>(expf(g.logScales[3 * i]), expf(g.logScales[3 * i + 1]), expf(g.logScales[3 * i + 2]))
+        // V = T R S: row k of V is (T_k R) * s.
+        let v0 = (t0.x * r.0 + t0.y * r.1 + t0.z * r.2) * s
+        let v1 = (t1.x * r.0 + t1.y * r.1 + t1.z * r.2) * s
+        return Projection(pC: pC, clampedX: xz != rx, clampedY: yz != ry, rx: rx, ry: ry,
+                          j00: j00, j02: j02, j11: j11, j12: j12, q: q, qNorm: qNorm, r: r, s: s, t0: t0, t1: t1,
+                          v0: v0, v1: v1, a: (v0 * v0).sum() + lowPass, b: (v0 * v1).sum(),
+                          c: (v1 * v1).sum() + lowPass)
+    }
+
+    /// Rows of the rotation matrix of a unit quaternion (w, x, y, z).
+    @inline(__always)
+    static func rotationRows(_ q: SIMD4<Float>) -> (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>) {
+        let (w, x, y, z) = (q.x, q.y, q.z, q.w)
+        return (SIMD3(1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)),
+                SIMD3(2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)),
+                SIMD3(2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)))
+    }
+
+    @inline(__always) static func sigmoid(_ x: Float) -> Float {
+        x >= 0 ? 1 / (1 + expf(-x)) : expf(x) / (1 + expf(x))
+    }
+
+    /// Fills Gaussian i's packed record and box; false when culled.
+    static func preprocess(_ g: GaussianSet, _ i: Int, _ camera: SplatCamera, _ out: UnsafeMutablePointer<Float>,
+                           _ box: UnsafeMutablePointer<Int32>, _ radius: UnsafeMutablePointer<Int32>) -> Bool {
+        radius.pointee = 0
+        guard let pr = project(g, i, camera, cameraRows(camera)) else { return false }
+        let det = pr.a * pr.c - pr.b * pr.b
+        let o = sigmoid(g.opacityLogits[i])
+        guard det > 0, o >= alphaMin else { return false }
+        let level = logf(255 * o) // α >= 1/255  <=>  dᵀ conic d <= 2 level
+        let invZ = 1 / pr.pC.z
+        let u = camera.fx * pr.pC.x * invZ + camera.cx, v = camera.fy * pr.pC.y * invZ + camera.cy
+        // Half-extents of the ellipse, with a hair of slack for rounding (extra pixels fail the threshold).
+        let ex = (2 * level * pr.a).squareRoot() * 1.001 + 1e-3, ey = (2 * level * pr.c).squareRoot() * 1.001 + 1e-3
+        let fx0 = max(0, (u - ex).rounded(.up)), fx1 = min(Float(camera.width - 1), (u + ex).rounded(.down))
+        let fy0 = max(0, (v - ey).rounded(.up)), fy1 = min(Float(camera.height - 1), (v + ey).rounded(.down))
+        guard fx0 <= fx1, fy0 <= fy1, u.isFinite, v.isFinite else { return false }
+        box[0] = Int32(fx0); box[1] = Int32(fx1); box[2] = Int32(fy0); box[3] = Int32(fy1)
+        radius.pointee = Int32(max(ex, ey).rounded(.up))
+        out[0] = u; out[1] = v
+        out[2] = pr.c / det; out[3] = -pr.b / det; out[4] = pr.a / det
+        out[5] = o
+        out[6] = g.colors[3 * i]; out[7] = g.colors[3 * i + 1]; out[8] = g.colors[3 * i + 2]
+        out[9] = pr.pC.z
+        out[10] = -level // power floor: power < -level gives α < 1/255
+        out[11] = 0
+        return true
+    }
+
+    // MARK: tiles
+
+    struct ImageBuffers {
+        let color: UnsafeMutablePointer<Float>, depth: UnsafeMutablePointer<Float>, alpha: UnsafeMutablePointer<Float>
+        let finalT: UnsafeMutablePointer<Float>, lastCount: UnsafeMutablePointer<Int32>
+    }
+
+    struct TileScene {
+        let packed: UnsafePointer<Float>, boxes: UnsafePointer<Int32>
+        let tileStart: UnsafePointer<Int32>, tileList: UnsafePointer<Int32>
+        let width: Int, height: Int, tileSize: Int, tilesX: Int
+
+        /// Pixel rectangle of tile t (inclusive lower, exclusive upper).
+        @inline(__always) func rect(_ t: Int) -> (x0: Int, x1: Int, y0: Int, y1: Int) {
+            let x0 = (t % tilesX) * tileSize, y0 = (t / tilesX) * tileSize
+            return (x0, min(width, x0 + tileSize), y0, min(height, y0 + tileSize))
+        }
+    }
+
+    /// Per-worker tile state (tileSize² pixels), allocated once per worker.
+    struct TileScratch {
+        let t: UnsafeMutablePointer<Float>, rgb: UnsafeMutablePointer<Float>, z: UnsafeMutablePointer<Float>
+        let last: UnsafeMutablePointer<Int32>, done: UnsafeMutablePointer<Bool>
+        let acc: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>
+
+        init(pixels: Int) {
+            t = .allocate(capacity: pixels); rgb = .allocate(capacity: 3 * pixels); z = .allocate(capacity: pixels)
+            last = .allocate(capacity: pixels); done = .allocate(capacity: pixels)
+            acc = .allocate(capacity: pixels); up = .allocate(capacity: 5 * pixels)
+        }
+        func deallocate() {
+            t.deallocate(); rgb.deallocate(); z.deallocate(); last.deallocate(); done.deallocate()
+            acc.deallocate(); up.deallocate()
+        }
+    }
+
+    /// Composites tile t front to back, Gaussian by Gaussian over the pixels of its box; returns the composites.
+    static func forwardTile(_ s: TileScene, _ tile: Int, _ sc: TileScratch, _ bg: SIMD3<Float>,
+                            _ out: ImageBuffers) -> Int {
+        let (tx0, tx1, ty0, ty1) = s.rect(tile)
+        let ts = s.tileSize
+        let count = (ty1 - ty0) * ts
+        sc.t.update(repeating: 1, count: count); sc.rgb.update(repeating: 0, count: 3 * count)
+        sc.z.update(repeating: 0, count: count); sc.last.update(repeating: 0, count: count)
+        sc.done.update(repeating: false, count: count)
+        var alive = (tx1 - tx0) * (ty1 - ty0)
+        var composites = 0
+        let start = Int(s.tileStart[tile]), end = Int(s.tileStart[tile + 1])
+        var k = start
+        while k < end && alive > 0 {
+            let gi = Int(s.tileList[k])
+            let p = s.packed + packedWidth * gi, b = s.boxes + 4 * gi
+            let u = p[0], v = p[1], ca = p[2], cb = p[3], cc = p[4], o = p[5]
+            let cr = p[6], cg = p[7], cbl = p[8], gz = p[9], floor = p[10]
+            let x0 = max(tx0, Int(b[0])), x1 = min(tx1 - 1, Int(b[1]))
+            let y0 = max(ty0, Int(b[2])), y1 = min(ty1 - 1, Int(b[3]))
+            let entry = Int32(k - start + 1)
+            if x0 <= x1 && y0 <= y1 {
+                for py in y0...y1 {
+                    let dy = v - Float(py)
+                    let row = (py - ty0) * ts - tx0
+                    for px in x0...x1 {
+                        let q = row + px
+                        if sc.done[q] { continue }
+                        let dx = u - Float(px)
+                        let power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+                        if power < floor { continue }
+                        let a = min(alphaMax, o * expf(power))
+                        if a < alphaMin { continue }
+                        let t = sc.t[q]
+                        let next = t * (1 - a)
+                        if next < transmittanceMin { sc.done[q] = true; alive -= 1; continue }
+                        let wgt = a * t
+                        sc.rgb[3 * q] += wgt * cr; sc.rgb[3 * q + 1] += wgt * cg; sc.rgb[3 * q + 2] += wgt * cbl
+                        sc.z[q] += wgt * gz
+                        sc.t[q] = next
+                        sc.last[q] = entry
+                        composites += 1
+                    }
+                }
+            }
+            k += 1
+        }
+        for py in ty0..<ty1 {
+            for px in tx0..<tx1 {
+                let q = (py - ty0) * ts + px - tx0, o = py * s.width + px
+                let t = sc.t[q]
+                out.color[3 * o] = sc.rgb[3 * q] + t * bg.x
+                out.color[3 * o + 1] = sc.rgb[3 * q + 1] + t * bg.y
+                out.color[3 * o + 2] = sc.rgb[3 * q + 2] + t * bg.z
+                out.depth[o] = sc.z[q]
+                out.alpha[o] = 1 - t
+                out.finalT[o] = t
+                out.lastCount[o] = sc.last[q]
+            }
+        }
+        return composites
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
