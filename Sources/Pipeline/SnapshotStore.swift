@@ -131,7 +131,7 @@ public struct SnapshotStore: Sendable {
                            file: directory.path,
                            hint: "continue from \(newest.sequence + 1) (SnapshotStore.nextSequence()) or use an empty output directory")
         }
-        let files = try encodeFiles(content)
+        let files = try plannedFiles(content)
 
         try Files.createDirectory(directory)
         let pid = ProcessInfo.processInfo.processIdentifier
@@ -143,7 +143,9 @@ public struct SnapshotStore: Sendable {
                 formatVersion: PipelineFormat.version, sequence: sequence, created: Date().timeIntervalSince1970,
                 framesCovered: content.framesCovered, keyframesCovered: content.keyframesCovered,
                 files: [:], sizes: [:], extra: content.extra)
-            for (path, bytes) in files {
+            // One file's bytes at a time (a PLY of a large map is tens of MB).
+            for (path, encode) in files {
+                let bytes = try encode()
                 try Self.writePlain(bytes, to: tmp.appendingPathComponent(path))
                 manifest.files[path] = Checksum.hex(Checksum.crc32(bytes))
                 manifest.sizes[path] = bytes.count
@@ -193,20 +195,23 @@ public struct SnapshotStore: Sendable {
             || name.hasPrefix(".\(latestFileName).tmp-")
     }
 
-    /// The snapshot's files by relative path, in writing order (manifest excluded).
-    private func encodeFiles(_ content: SnapshotContent) throws -> [(String, [UInt8])] {
-        var files: [(String, [UInt8])] = []
+    /// The snapshot's files by relative path, in writing order (manifest excluded), each with the function that
+    /// encodes it. Everything is validated first, so a bad content fails before anything is written.
+    private func plannedFiles(_ content: SnapshotContent) throws -> [(String, () throws -> [UInt8])] {
+        var files: [(String, () throws -> [UInt8])] = []
         try content.mesh.validate(source: "snapshot mesh")
-        files.append(("mesh.ply", try PLY.encode(content.mesh.plyData)))
+        files.append(("mesh.ply", { try PLY.encode(content.mesh.plyData) }))
         if let points = content.points {
             try points.validate(source: "snapshot points")
-            var ply = points.plyData
-            ply.faces = []
-            files.append(("points.ply", try PLY.encode(ply)))
+            files.append(("points.ply", {
+                var ply = points.plyData
+                ply.faces = []
+                return try PLY.encode(ply)
+            }))
         }
         if let legend = content.legend {
             try legend.validate(source: "snapshot legend")
-            files.append(("legend.json", [UInt8](try legend.jsonData())))
+            files.append(("legend.json", { [UInt8](try legend.jsonData()) }))
         }
         var seen = Set<String>()
         for r in content.renders {
@@ -224,7 +229,7 @@ public struct SnapshotStore: Sendable {
                 throw MapError(.badArgument, "render '\(r.name)' is not PNG data",
                                hint: "encode it with PNGCodec.encodeRGB8 / encodeGray16")
             }
-            files.append(("renders/\(r.name).png", r.png))
+            files.append(("renders/\(r.name).png", { r.png }))
         }
         return files
     }
@@ -232,7 +237,15 @@ public struct SnapshotStore: Sendable {
     /// Writes into the (private) temporary directory; atomicity comes from renaming the whole directory.
     private static func writePlain(_ bytes: [UInt8], to url: URL) throws {
         try Files.createDirectory(url.deletingLastPathComponent())
-        do { try Data(bytes).write(to: url) } catch {
+        do {
+            // Written from the array's own storage (no copy into a Data).
+            try bytes.withUnsafeBytes { raw in
+                let data = raw.baseAddress.map {
+                    Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: raw.count, deallocator: .none)
+                } ?? Data()
+                try data.write(to: url)
+            }
+        } catch {
             throw MapError(.ioFailure, "cannot write: \(error.localizedDescription)", file: url.path,
                            hint: "check permissions and free space")
         }
