@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "pano",
             dependencies: [
-                "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera", "Pipeline",
+                "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera", "Pipeline", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

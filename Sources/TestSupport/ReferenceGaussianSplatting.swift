@@ -88,7 +88,9 @@ public enum ReferenceGaussianSplatting {
                      color: (g.colors[3 * i], g.colors[3 * i + 1], g.colors[3 * i + 2]))
     }
 
-    public static func render(_ g: Params, camera: SplatCamera, background: SIMD3<Double> = .zero) -> Image {
+    /// `pixels`: when given, only those pixel indices (py * width + px) are composited; the others stay 0 (for timing).
+    public static func render(_ g: Params, camera: SplatCamera, background: SIMD3<Double> = .zero,
+                              pixels: [Int]? = nil) -> Image {
         let splats = (0..<g.count).compactMap { project(g, $0, camera) }
             .sorted { $0.z < $1.z || ($0.z == $1.z && $0.index < $1.index) }
         let w = camera.width, h = camera.height
@@ -96,30 +98,28 @@ public enum ReferenceGaussianSplatting {
                         depth: .init(repeating: 0, count: w * h), alpha: .init(repeating: 0, count: w * h),
                         contributors: .init(repeating: 0, count: w * h), terminated: .init(repeating: false, count: w * h),
                         signature: .init(repeating: 0, count: w * h))
-        for py in 0..<h {
-            for px in 0..<w {
-                var t = 1.0, rgb = [0.0, 0.0, 0.0], depth = 0.0
-                let pix = py * w + px
-                for sp in splats {
-                    let dx = sp.u - Double(px), dy = sp.v - Double(py)
-                    let m = sp.conic.0 * dx * dx + 2 * sp.conic.1 * dx * dy + sp.conic.2 * dy * dy
-                    let alpha = min(0.99, sp.opacity * exp(-0.5 * m))
-                    if alpha < 1.0 / 255 { continue }
-                    let next = t * (1 - alpha)
-                    if next < 1e-4 { img.terminated[pix] = true; break }
-                    let wgt = alpha * t
-                    rgb[0] += wgt * sp.color.0; rgb[1] += wgt * sp.color.1; rgb[2] += wgt * sp.color.2
-                    depth += wgt * sp.z
-                    t = next
-                    img.contributors[pix] += 1
-                    img.signature[pix] = img.signature[pix] &* 31 &+ sp.index &+ 1
-                }
-                img.color[3 * pix] = rgb[0] + t * background.x
-                img.color[3 * pix + 1] = rgb[1] + t * background.y
-                img.color[3 * pix + 2] = rgb[2] + t * background.z
-                img.depth[pix] = depth
-                img.alpha[pix] = 1 - t
+        for pix in pixels ?? Array(0..<(w * h)) {
+            let px = pix % w, py = pix / w
+            var t = 1.0, rgb = [0.0, 0.0, 0.0], depth = 0.0
+            for sp in splats {
+                let dx = sp.u - Double(px), dy = sp.v - Double(py)
+                let m = sp.conic.0 * dx * dx + 2 * sp.conic.1 * dx * dy + sp.conic.2 * dy * dy
+                let alpha = min(0.99, sp.opacity * exp(-0.5 * m))
+                if alpha < 1.0 / 255 { continue }
+                let next = t * (1 - alpha)
+                if next < 1e-4 { img.terminated[pix] = true; break }
+                let wgt = alpha * t
+                rgb[0] += wgt * sp.color.0; rgb[1] += wgt * sp.color.1; rgb[2] += wgt * sp.color.2
+                depth += wgt * sp.z
+                t = next
+                img.contributors[pix] += 1
+                img.signature[pix] = img.signature[pix] &* 31 &+ sp.index &+ 1
             }
+            img.color[3 * pix] = rgb[0] + t * background.x
+            img.color[3 * pix + 1] = rgb[1] + t * background.y
+            img.color[3 * pix + 2] = rgb[2] + t * background.z
+            img.depth[pix] = depth
+            img.alpha[pix] = 1 - t
         }
         return img
     }
