@@ -100,7 +100,8 @@ public struct SplatRender: Sendable {
     // Backward state.
     let tileSize: Int
     let gaussianCount: Int
-    /// Per Gaussian, `GaussianSplatting.packedWidth` floats: u, v, conic (a, b, c), opacity, rgb, z, power floor.
+    /// Per Gaussian, `GaussianSplatting.packedWidth` floats: u, v, power coefficients (A, B, C), opacity, rgb, z,
+    /// power floor (see `GaussianSplatting.preprocess`).
     let packed: [Float]
     /// Per Gaussian x0, x1, y0, y1: inclusive pixel box, clipped to the image.
     let boxes: [Int32]
@@ -110,6 +111,8 @@ public struct SplatRender: Sendable {
     /// Per pixel: final transmittance and the number of the tile's list entries up to its last contributor.
     let finalT: [Float]
     let lastCount: [Int32]
+    /// 4*W*H: per pixel Σ w rgb and Σ w z (before the background), so backward does not trust the public images.
+    let sums: [Float]
 }
 
 /// dL/d(parameters) of one render, laid out like `GaussianSet`.
@@ -209,6 +212,7 @@ public enum GaussianSplatting {
         var alpha = [Float](repeating: 0, count: w * h)
         var finalT = [Float](repeating: 1, count: w * h)
         var lastCount = [Int32](repeating: 0, count: w * h)
+        var sums = [Float](repeating: 0, count: 4 * w * h)
         let workers = max(1, min(options.threads, tiles))
         var perWorker = [Int](repeating: 0, count: workers)
         let bg = options.background
@@ -217,17 +221,18 @@ public enum GaussianSplatting {
         alpha.withUnsafeMutableBufferPointer { alp in
         finalT.withUnsafeMutableBufferPointer { fT in
         lastCount.withUnsafeMutableBufferPointer { lc in
+        sums.withUnsafeMutableBufferPointer { sm in
         perWorker.withUnsafeMutableBufferPointer { pw in
         packed.withUnsafeBufferPointer { pk in
         boxes.withUnsafeBufferPointer { bx in
         tileStart.withUnsafeBufferPointer { tStart in
         tileList.withUnsafeBufferPointer { tList in
             let out = ImageBuffers(color: col.baseAddress!, depth: dep.baseAddress!, alpha: alp.baseAddress!,
-                                   finalT: fT.baseAddress!, lastCount: lc.baseAddress!)
+                                   finalT: fT.baseAddress!, lastCount: lc.baseAddress!, sums: sm.baseAddress!)
             let scene = TileScene(packed: pk.baseAddress!, boxes: bx.baseAddress!, tileStart: tStart.baseAddress!,
                                   tileList: tList.baseAddress!, width: w, height: h, tileSize: ts, tilesX: tilesX)
             Parallel.forEachChunk(count: workers, threads: workers) { worker, _ in
-                let scratch = TileScratch(pixels: ts * ts)
+                let scratch = TileScratch(tileSize: ts)
                 defer { scratch.deallocate() }
                 var composites = 0
                 for t in stride(from: worker, to: tiles, by: workers) {
@@ -235,11 +240,11 @@ public enum GaussianSplatting {
                 }
                 pw[worker] = composites
             }
-        }}}}}}}}}}
+        }}}}}}}}}}}
         return SplatRender(width: w, height: h, color: color, depth: depth, alpha: alpha, radii: radii,
                            composites: perWorker.reduce(0, +), tileSize: ts, gaussianCount: n, packed: packed,
                            boxes: boxes, tileStart: tileStart, tileList: tileList, finalT: finalT,
-                           lastCount: lastCount)
+                           lastCount: lastCount, sums: sums)
     }
 
     // MARK: projection
@@ -326,7 +331,8 @@ public enum GaussianSplatting {
         box[0] = Int32(fx0); box[1] = Int32(fx1); box[2] = Int32(fy0); box[3] = Int32(fy1)
         radius.pointee = Int32(max(ex, ey).rounded(.up))
         out[0] = u; out[1] = v
-        out[2] = pr.c / det; out[3] = -pr.b / det; out[4] = pr.a / det
+        // power = -½ dᵀ conic d = A dx² + B dx dy + C dy² with conic (c, -b, a) / det.
+        out[2] = -0.5 * (pr.c / det); out[3] = pr.b / det; out[4] = -0.5 * (pr.a / det)
         out[5] = o
         out[6] = g.colors[3 * i]; out[7] = g.colors[3 * i + 1]; out[8] = g.colors[3 * i + 2]
         out[9] = pr.pC.z
@@ -337,9 +343,35 @@ public enum GaussianSplatting {
 
     // MARK: tiles
 
+    typealias F8 = SIMD8<Float>
+    typealias I8 = SIMD8<Int32>
+    typealias M8 = SIMDMask<I8>
+    static let lanes = F8(0, 1, 2, 3, 4, 5, 6, 7)
+
+    /// exp(x) for 8 lanes, x <= 0 (lanes below -87 give exp(-87)); Cephes expf: x = n ln2 + r, |r| <= ½ ln2,
+    /// exp(r) by a degree-7 polynomial, times 2^n from the exponent bits. Relative error ~2e-7 (a few ulp).
+    /// SSE2 only: rounding by the 1.5·2²³ trick, no roundps / cvtps2dq needed.
+    @inline(__always)
+    static func exp8(_ x: F8) -> F8 {
+        let x = x.replacing(with: -87, where: x .< -87)
+        let magic: Float = 12_582_912 // 1.5 * 2^23: adding it rounds to an integer kept in the low mantissa bits
+        let t = x * 1.442_695_04 + magic
+        let n = t - magic
+        let r = (x - n * 0.693_359_375) - n * -2.121_944_4e-4
+        var p = r * 1.987_569_15e-4 + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 0.166_666_65
+        p = p * r + 0.500_000_01
+        p = p * (r * r) + r + 1
+        let bits = (unsafeBitCast(t, to: I8.self) &- I8(repeating: 0x4B40_0000) &+ 127) &<< 23
+        return p * unsafeBitCast(bits, to: F8.self)
+    }
+
     struct ImageBuffers {
         let color: UnsafeMutablePointer<Float>, depth: UnsafeMutablePointer<Float>, alpha: UnsafeMutablePointer<Float>
         let finalT: UnsafeMutablePointer<Float>, lastCount: UnsafeMutablePointer<Int32>
+        let sums: UnsafeMutablePointer<Float>
     }
 
     struct TileScene {
@@ -354,84 +386,110 @@ public enum GaussianSplatting {
         }
     }
 
-    /// Per-worker tile state (tileSize² pixels), allocated once per worker.
+    /// Per-worker tile state, allocated once per worker: each tile row is `chunksPerRow` runs of 8 pixels
+    /// (lanes past the tile's width are never touched by a Gaussian's box).
     struct TileScratch {
-        let t: UnsafeMutablePointer<Float>, rgb: UnsafeMutablePointer<Float>, z: UnsafeMutablePointer<Float>
-        let last: UnsafeMutablePointer<Int32>, done: UnsafeMutablePointer<Bool>
-        let acc: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>
+        let chunksPerRow: Int
+        /// Per chunk: T, Σ w r, Σ w g, Σ w b, Σ w z (forward); T, S, gc r, gc g, gc b, gd, ga (backward).
+        let f: UnsafeMutablePointer<F8>
+        let last: UnsafeMutablePointer<I8>
+        let done: UnsafeMutablePointer<M8>
+        static let planes = 7
 
-        init(pixels: Int) {
-            t = .allocate(capacity: pixels); rgb = .allocate(capacity: 3 * pixels); z = .allocate(capacity: pixels)
-            last = .allocate(capacity: pixels); done = .allocate(capacity: pixels)
-            acc = .allocate(capacity: pixels); up = .allocate(capacity: 5 * pixels)
+        init(tileSize: Int) {
+            chunksPerRow = (tileSize + 7) / 8
+            let chunks = chunksPerRow * tileSize
+            f = .allocate(capacity: Self.planes * chunks); last = .allocate(capacity: chunks)
+            done = .allocate(capacity: chunks)
+            f.initialize(repeating: .zero, count: Self.planes * chunks)
+            last.initialize(repeating: .zero, count: chunks)
+            done.initialize(repeating: M8(repeating: false), count: chunks)
         }
-        func deallocate() {
-            t.deallocate(); rgb.deallocate(); z.deallocate(); last.deallocate(); done.deallocate()
-            acc.deallocate(); up.deallocate()
-        }
+        func plane(_ k: Int, _ chunks: Int) -> UnsafeMutablePointer<F8> { f + k * chunks }
+        func deallocate() { f.deallocate(); last.deallocate(); done.deallocate() }
     }
 
-    /// Composites tile t front to back, Gaussian by Gaussian over the pixels of its box; returns the composites.
+    /// Composites tile t front to back, Gaussian by Gaussian over the 8-pixel runs of its box rows; returns the
+    /// composites. Each pixel's arithmetic does not depend on the tile (dx = u - px per lane), so neither do the images.
     static func forwardTile(_ s: TileScene, _ tile: Int, _ sc: TileScratch, _ bg: SIMD3<Float>,
                             _ out: ImageBuffers) -> Int {
         let (tx0, tx1, ty0, ty1) = s.rect(tile)
-        let ts = s.tileSize
-        let count = (ty1 - ty0) * ts
-        sc.t.update(repeating: 1, count: count); sc.rgb.update(repeating: 0, count: 3 * count)
-        sc.z.update(repeating: 0, count: count); sc.last.update(repeating: 0, count: count)
-        sc.done.update(repeating: false, count: count)
+        let cpr = sc.chunksPerRow
+        let chunks = (ty1 - ty0) * cpr
+        let tP = sc.plane(0, chunks), rP = sc.plane(1, chunks), gP = sc.plane(2, chunks), bP = sc.plane(3, chunks)
+        let zP = sc.plane(4, chunks)
+        tP.update(repeating: F8(repeating: 1), count: chunks)
+        for k in 1..<5 { sc.plane(k, chunks).update(repeating: .zero, count: chunks) }
+        sc.last.update(repeating: .zero, count: chunks)
+        sc.done.update(repeating: M8(repeating: false), count: chunks)
         var alive = (tx1 - tx0) * (ty1 - ty0)
-        var composites = 0
+        var composites = I8.zero
         let start = Int(s.tileStart[tile]), end = Int(s.tileStart[tile + 1])
+        let tMin = F8(repeating: transmittanceMin), aMax = F8(repeating: alphaMax)
         var k = start
         while k < end && alive > 0 {
             let gi = Int(s.tileList[k])
             let p = s.packed + packedWidth * gi, b = s.boxes + 4 * gi
-            let u = p[0], v = p[1], ca = p[2], cb = p[3], cc = p[4], o = p[5]
-            let cr = p[6], cg = p[7], cbl = p[8], gz = p[9], floor = p[10]
             let x0 = max(tx0, Int(b[0])), x1 = min(tx1 - 1, Int(b[1]))
             let y0 = max(ty0, Int(b[2])), y1 = min(ty1 - 1, Int(b[3]))
-            let entry = Int32(k - start + 1)
-            if x0 <= x1 && y0 <= y1 {
-                for py in y0...y1 {
-                    let dy = v - Float(py)
-                    let row = (py - ty0) * ts - tx0
-                    for px in x0...x1 {
-                        let q = row + px
-                        if sc.done[q] { continue }
-                        let dx = u - Float(px)
-                        let power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                        if power < floor { continue }
-                        let a = min(alphaMax, o * expf(power))
-                        if a < alphaMin { continue }
-                        let t = sc.t[q]
-                        let next = t * (1 - a)
-                        if next < transmittanceMin { sc.done[q] = true; alive -= 1; continue }
-                        let wgt = a * t
-                        sc.rgb[3 * q] += wgt * cr; sc.rgb[3 * q + 1] += wgt * cg; sc.rgb[3 * q + 2] += wgt * cbl
-                        sc.z[q] += wgt * gz
-                        sc.t[q] = next
-                        sc.last[q] = entry
-                        composites += 1
+            let entry = I8(repeating: Int32(k - start + 1))
+            k += 1
+            guard x0 <= x1 && y0 <= y1 else { continue }
+            let u = p[0], v = p[1], cA = p[2], cB = p[3], cC = p[4]
+            let o = F8(repeating: p[5]), floor = F8(repeating: p[10])
+            let cr = p[6], cg = p[7], cbl = p[8], gz = p[9]
+            let c0 = (x0 - tx0) >> 3, c1 = (x1 - tx0) >> 3
+            let lo = F8(repeating: Float(x0)), hi = F8(repeating: Float(x1))
+            for py in y0...y1 {
+                let dy = v - Float(py)
+                let rowB = cB * dy, rowC = cC * dy * dy
+                let row = (py - ty0) * cpr
+                for c in c0...c1 {
+                    let q = row + c
+                    let px = F8(repeating: Float(tx0 + 8 * c)) + lanes
+                    let dx = u - px
+                    let power = (cA * dx + rowB) * dx + rowC
+                    var m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& .!sc.done[q]
+                    if !any(m) { continue }
+                    let a = pointwiseMin(aMax, o * exp8(power))
+                    let t = tP[q]
+                    let next = t * (1 - a)
+                    let term = m .& (next .< tMin)
+                    if any(term) {
+                        sc.done[q] = sc.done[q] .| term
+                        alive += Int(unsafeBitCast(term, to: I8.self).wrappedSum())
+                        m = m .& .!term
                     }
+                    let wgt = (a * t).replacing(with: 0, where: .!m)
+                    rP[q] += wgt * cr; gP[q] += wgt * cg; bP[q] += wgt * cbl; zP[q] += wgt * gz
+                    tP[q] = t.replacing(with: next, where: m)
+                    sc.last[q] = sc.last[q].replacing(with: entry, where: m)
+                    composites &-= unsafeBitCast(m, to: I8.self)
                 }
             }
-            k += 1
         }
+        let tF = UnsafeRawPointer(tP).assumingMemoryBound(to: Float.self)
+        let rF = UnsafeRawPointer(rP).assumingMemoryBound(to: Float.self)
+        let gF = UnsafeRawPointer(gP).assumingMemoryBound(to: Float.self)
+        let bF = UnsafeRawPointer(bP).assumingMemoryBound(to: Float.self)
+        let zF = UnsafeRawPointer(zP).assumingMemoryBound(to: Float.self)
+        let lF = UnsafeRawPointer(sc.last).assumingMemoryBound(to: Int32.self)
         for py in ty0..<ty1 {
             for px in tx0..<tx1 {
-                let q = (py - ty0) * ts + px - tx0, o = py * s.width + px
-                let t = sc.t[q]
-                out.color[3 * o] = sc.rgb[3 * q] + t * bg.x
-                out.color[3 * o + 1] = sc.rgb[3 * q + 1] + t * bg.y
-                out.color[3 * o + 2] = sc.rgb[3 * q + 2] + t * bg.z
-                out.depth[o] = sc.z[q]
+                let q = (py - ty0) * 8 * cpr + px - tx0, o = py * s.width + px
+                let t = tF[q]
+                out.color[3 * o] = rF[q] + t * bg.x
+                out.color[3 * o + 1] = gF[q] + t * bg.y
+                out.color[3 * o + 2] = bF[q] + t * bg.z
+                out.depth[o] = zF[q]
                 out.alpha[o] = 1 - t
                 out.finalT[o] = t
-                out.lastCount[o] = sc.last[q]
+                out.lastCount[o] = lF[q]
+                out.sums[4 * o] = rF[q]; out.sums[4 * o + 1] = gF[q]; out.sums[4 * o + 2] = bF[q]
+                out.sums[4 * o + 3] = zF[q]
             }
         }
-        return composites
+        return Int(composites.wrappedSum())
     }
 }
 

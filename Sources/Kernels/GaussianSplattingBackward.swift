@@ -8,8 +8,9 @@ extension GaussianSplatting {
     /// `render` of `g` with `camera` (the same ones). The tile size is the render's; `options.background` must be
     /// the render's background.
     ///
-    /// Per pixel, back to front over its contributors (T recovered as T_i = T_(i+1) / (1 - α_i)), with
-    /// f_i = gc·c_i + gd z_i + ga and S_i = Σ_(j>i) w_j f_j + T_final gc·bg:
+    /// Per pixel, front to back over its contributors (T_i as in the forward pass, so every decision repeats it
+    /// exactly), with f_i = gc·c_i + gd z_i + ga and S_i = Σ_(j>i) w_j f_j + T_final gc·bg, run down from the
+    /// forward's sums S_0 = gc·(Σ w c + T_final bg) + gd Σ w z + ga (1 - T_final) as S_i = S_(i-1) - w_i f_i:
     ///     dL/dc_i = w_i gc,  dL/dz_i += w_i gd,  dL/dα_i = T_i f_i - S_i / (1 - α_i)
     /// then α = o G (0 when clamped at 0.99), G = exp(power), to the conic, the 2D mean and the opacity, and per
     /// Gaussian through the projection (conic = Σ'⁻¹, Σ' = V Vᵀ + 0.3 I, V = J R_CW R S) to the parameters.
@@ -35,22 +36,23 @@ extension GaussianSplatting {
         render.tileList.withUnsafeBufferPointer { tList in
         render.finalT.withUnsafeBufferPointer { fT in
         render.lastCount.withUnsafeBufferPointer { lc in
+        render.sums.withUnsafeBufferPointer { sm in
         gradColor.withUnsafeBufferPointer { gc in
         (gradDepth ?? zeros).withUnsafeBufferPointer { gd in
         (gradAlpha ?? zeros).withUnsafeBufferPointer { ga in
             let scene = TileScene(packed: pk.baseAddress!, boxes: bx.baseAddress!, tileStart: tStart.baseAddress!,
                                   tileList: tList.baseAddress!, width: w, height: h, tileSize: ts, tilesX: tilesX)
             let upstream = Upstream(color: gc.baseAddress!, depth: gd.baseAddress!, alpha: ga.baseAddress!,
-                                    finalT: fT.baseAddress!, lastCount: lc.baseAddress!)
+                                    finalT: fT.baseAddress!, lastCount: lc.baseAddress!, sums: sm.baseAddress!)
             Parallel.forEachChunk(count: workers, threads: workers) { worker, _ in
-                let scratch = TileScratch(pixels: ts * ts)
+                let scratch = TileScratch(tileSize: ts)
                 defer { scratch.deallocate() }
                 let grads = scr.baseAddress! + worker * screenWidth * n
                 for t in stride(from: worker, to: tiles, by: workers) {
                     backwardTile(scene, t, scratch, bg, upstream, grads)
                 }
             }
-        }}}}}}}}}}
+        }}}}}}}}}}}
         // Worker buffers summed in worker order (deterministic for a given thread count).
         if workers > 1 {
             screen.withUnsafeMutableBufferPointer { scr in
@@ -97,82 +99,101 @@ extension GaussianSplatting {
 
     struct Upstream {
         let color: UnsafePointer<Float>, depth: UnsafePointer<Float>, alpha: UnsafePointer<Float>
-        let finalT: UnsafePointer<Float>, lastCount: UnsafePointer<Int32>
+        let finalT: UnsafePointer<Float>, lastCount: UnsafePointer<Int32>, sums: UnsafePointer<Float>
     }
 
-    /// Reverse traversal of tile t, Gaussian by Gaussian (back to front) over the pixels of its box, adding each
-    /// Gaussian's screen-space gradient record to `grads`.
+    /// Front-to-back traversal of tile t up to its last contributor, Gaussian by Gaussian over the 8-pixel runs of
+    /// its box rows (the forward pass's arithmetic and decisions), adding each Gaussian's screen-space gradient
+    /// record to `grads`.
     static func backwardTile(_ s: TileScene, _ tile: Int, _ sc: TileScratch, _ bg: SIMD3<Float>, _ up: Upstream,
                              _ grads: UnsafeMutablePointer<Float>) {
         let (tx0, tx1, ty0, ty1) = s.rect(tile)
-        let ts = s.tileSize
+        let cpr = sc.chunksPerRow
+        let chunks = (ty1 - ty0) * cpr
+        let tP = sc.plane(0, chunks), sP = sc.plane(1, chunks), g0P = sc.plane(2, chunks), g1P = sc.plane(3, chunks)
+        let g2P = sc.plane(4, chunks), gdP = sc.plane(5, chunks), gaP = sc.plane(6, chunks)
+        tP.update(repeating: F8(repeating: 1), count: chunks)
+        // All seven planes are contiguous; the padding lanes stay 0 (last = 0: never composited).
+        sP.update(repeating: .zero, count: 6 * chunks)
+        sc.last.update(repeating: .zero, count: chunks)
+        let fl = UnsafeMutableRawPointer(sc.f).assumingMemoryBound(to: Float.self)
+        let pl = 8 * chunks // floats per plane
+        let lF = UnsafeMutableRawPointer(sc.last).assumingMemoryBound(to: Int32.self)
         var maxLast: Int32 = 0
-        // Per pixel: T (running back to T_i), S (sc.acc), upstream (gc rgb, gd, ga) in sc.up, last in sc.last.
         for py in ty0..<ty1 {
             for px in tx0..<tx1 {
-                let q = (py - ty0) * ts + px - tx0, o = py * s.width + px
+                let q = (py - ty0) * 8 * cpr + px - tx0, o = py * s.width + px
                 let t = up.finalT[o]
                 let g0 = up.color[3 * o], g1 = up.color[3 * o + 1], g2 = up.color[3 * o + 2]
-                sc.t[q] = t
-                sc.acc[q] = t * (g0 * bg.x + g1 * bg.y + g2 * bg.z)
-                sc.up[5 * q] = g0; sc.up[5 * q + 1] = g1; sc.up[5 * q + 2] = g2
-                sc.up[5 * q + 3] = up.depth[o]; sc.up[5 * q + 4] = up.alpha[o]
+                let gd = up.depth[o], ga = up.alpha[o]
+                let sm = up.sums + 4 * o
+                fl[pl + q] = g0 * (sm[0] + t * bg.x) + g1 * (sm[1] + t * bg.y) + g2 * (sm[2] + t * bg.z) + gd * sm[3]
+                    + ga * (1 - t)
+                fl[2 * pl + q] = g0; fl[3 * pl + q] = g1; fl[4 * pl + q] = g2; fl[5 * pl + q] = gd; fl[6 * pl + q] = ga
                 let last = up.lastCount[o]
-                sc.last[q] = last
+                lF[q] = last
                 maxLast = max(maxLast, last)
             }
         }
         let start = Int(s.tileStart[tile])
-        var k = Int(maxLast) - 1
-        while k >= 0 {
+        let aMax = F8(repeating: alphaMax)
+        for k in 0..<Int(maxLast) {
             let gi = Int(s.tileList[start + k])
             let p = s.packed + packedWidth * gi, b = s.boxes + 4 * gi
-            let u = p[0], v = p[1], ca = p[2], cb = p[3], cc = p[4], o = p[5]
-            let cr = p[6], cg = p[7], cbl = p[8], gz = p[9], floor = p[10]
             let x0 = max(tx0, Int(b[0])), x1 = min(tx1 - 1, Int(b[1]))
             let y0 = max(ty0, Int(b[2])), y1 = min(ty1 - 1, Int(b[3]))
-            let entry = Int32(k)
-            var dA: Float = 0, dB: Float = 0, dC: Float = 0, dU: Float = 0, dV: Float = 0, dO: Float = 0
-            var dR: Float = 0, dG: Float = 0, dBl: Float = 0, dZ: Float = 0
+            guard x0 <= x1 && y0 <= y1 else { continue }
+            let u = p[0], v = p[1], cA = p[2], cB = p[3], cC = p[4]
+            let o = F8(repeating: p[5]), floor = F8(repeating: p[10])
+            let cr = p[6], cg = p[7], cbl = p[8], gz = p[9]
+            let entry = I8(repeating: Int32(k))
+            let c0 = (x0 - tx0) >> 3, c1 = (x1 - tx0) >> 3
+            let lo = F8(repeating: Float(x0)), hi = F8(repeating: Float(x1))
+            // Σ over pixels of dL/dpower times dx², dx dy, dy², dx, dy; dL/do; w times gc r, g, b, gd.
+            var sxx = F8.zero, sxy = F8.zero, syy = F8.zero, sx = F8.zero, sy = F8.zero, dO = F8.zero
+            var dR = F8.zero, dG = F8.zero, dBl = F8.zero, dZ = F8.zero
             var touched = false
-            if x0 <= x1 && y0 <= y1 {
-                for py in y0...y1 {
-                    let dy = v - Float(py)
-                    let row = (py - ty0) * ts - tx0
-                    for px in x0...x1 {
-                        let q = row + px
-                        if entry >= sc.last[q] { continue }
-                        let dx = u - Float(px)
-                        let power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                        if power < floor { continue }
-                        let gauss = expf(power)
-                        let raw = o * gauss
-                        let a = min(alphaMax, raw)
-                        if a < alphaMin { continue }
-                        touched = true
-                        let oneMinus = 1 - a
-                        let t = sc.t[q] / oneMinus
-                        sc.t[q] = t
-                        let u5 = sc.up + 5 * q
-                        let f = u5[0] * cr + u5[1] * cg + u5[2] * cbl + u5[3] * gz + u5[4]
-                        let wgt = a * t
-                        let dAlpha = t * f - sc.acc[q] / oneMinus
-                        sc.acc[q] += wgt * f
-                        dR += wgt * u5[0]; dG += wgt * u5[1]; dBl += wgt * u5[2]; dZ += wgt * u5[3]
-                        guard raw < alphaMax else { continue } // clamped: no gradient through α
-                        dO += dAlpha * gauss
-                        let dPower = dAlpha * a
-                        dA -= 0.5 * dPower * dx * dx; dB -= dPower * dx * dy; dC -= 0.5 * dPower * dy * dy
-                        dU -= dPower * (ca * dx + cb * dy); dV -= dPower * (cb * dx + cc * dy)
-                    }
+            for py in y0...y1 {
+                let dy = v - Float(py)
+                let rowB = cB * dy, rowC = cC * dy * dy
+                let row = (py - ty0) * cpr
+                for c in c0...c1 {
+                    let q = row + c
+                    let px = F8(repeating: Float(tx0 + 8 * c)) + lanes
+                    let dx = u - px
+                    let power = (cA * dx + rowB) * dx + rowC
+                    let m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& (entry .< sc.last[q])
+                    if !any(m) { continue }
+                    touched = true
+                    let gauss = exp8(power)
+                    let raw = o * gauss
+                    let a = pointwiseMin(aMax, raw)
+                    let oneMinus = 1 - a
+                    let t = tP[q]
+                    let g0 = g0P[q], g1 = g1P[q], g2 = g2P[q], gd = gdP[q]
+                    let f = g0 * cr + g1 * cg + g2 * cbl + gd * gz + gaP[q]
+                    let wgt = (a * t).replacing(with: 0, where: .!m)
+                    let rest = sP[q] - wgt * f
+                    sP[q] = rest
+                    tP[q] = t.replacing(with: t * oneMinus, where: m)
+                    dR += wgt * g0; dG += wgt * g1; dBl += wgt * g2; dZ += wgt * gd
+                    // Clamped at 0.99: no gradient through α.
+                    let dAlpha = (t * f - rest / oneMinus).replacing(with: 0, where: .!(m .& (raw .< aMax)))
+                    dO += dAlpha * gauss
+                    let dPower = dAlpha * a
+                    let px1 = dPower * dx, py1 = dPower * dy
+                    sx += px1; sy += py1; sxx += px1 * dx; sxy += px1 * dy; syy += py1 * dy
                 }
             }
             if touched {
+                // power = A dx² + B dx dy + C dy² = -½(a dx² + c dy²) - b dx dy with conic (a, b, c), d = (u, v) - px.
+                let ca = -2 * cA, cb = -cB, cc = -2 * cC
+                let gx = sx.sum(), gy = sy.sum()
                 let gr = grads + screenWidth * gi
-                gr[0] += dA; gr[1] += dB; gr[2] += dC; gr[3] += dU; gr[4] += dV
-                gr[5] += dO; gr[6] += dR; gr[7] += dG; gr[8] += dBl; gr[9] += dZ
+                gr[0] -= 0.5 * sxx.sum(); gr[1] -= sxy.sum(); gr[2] -= 0.5 * syy.sum()
+                gr[3] -= ca * gx + cb * gy; gr[4] -= cb * gx + cc * gy
+                gr[5] += dO.sum(); gr[6] += dR.sum(); gr[7] += dG.sum(); gr[8] += dBl.sum(); gr[9] += dZ.sum()
             }
-            k -= 1
         }
     }
 
