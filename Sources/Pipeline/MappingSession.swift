@@ -45,6 +45,36 @@ public struct SessionProgress: Sendable, Equatable, Codable {
     public var frontendFramesPerSecond: Double?
     /// Seconds spent integrating keyframes (the optimizer's busy time, refinement excluded).
     public var optimizerSeconds: Double = 0
+    /// Keyframes integrated so far (`keyframes` is the number kept, at most the keyframe budget).
+    public var keyframesIntegrated = 0
+    /// Seconds the optimizer spent on snapshots (copying the state out and waiting for the writer, which builds
+    /// and writes them concurrently); `snapshotSecondsTotal` is the writer's time.
+    public var snapshotBlockingSeconds: Double = 0
+
+    public init() {}
+
+    // Counters added after format version 1 are optional in a saved state.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        framesIn = try c.decode(Int.self, forKey: .framesIn)
+        keyframes = try c.decode(Int.self, forKey: .keyframes)
+        dropped = try c.decode(Int.self, forKey: .dropped)
+        skipped = try c.decode(Int.self, forKey: .skipped)
+        snapshots = try c.decode(Int.self, forKey: .snapshots)
+        checkpoints = try c.decode(Int.self, forKey: .checkpoints)
+        lastLoss = try c.decode(Float.self, forKey: .lastLoss)
+        lastSnapshotSeconds = try c.decode(Double.self, forKey: .lastSnapshotSeconds)
+        snapshotSecondsTotal = try c.decode(Double.self, forKey: .snapshotSecondsTotal)
+        elapsed = try c.decode(Double.self, forKey: .elapsed)
+        position = try c.decode(Int.self, forKey: .position)
+        totalFrames = try c.decodeIfPresent(Int.self, forKey: .totalFrames)
+        stage = try c.decode(String.self, forKey: .stage)
+        framesRead = try c.decode(Int.self, forKey: .framesRead)
+        frontendFramesPerSecond = try c.decodeIfPresent(Double.self, forKey: .frontendFramesPerSecond)
+        optimizerSeconds = try c.decode(Double.self, forKey: .optimizerSeconds)
+        keyframesIntegrated = try c.decodeIfPresent(Int.self, forKey: .keyframesIntegrated) ?? keyframes
+        snapshotBlockingSeconds = try c.decodeIfPresent(Double.self, forKey: .snapshotBlockingSeconds) ?? 0
+    }
 }
 
 /// The state the keyframe manager needs to continue after a resume: the pose of the last keyframe and the frames
@@ -131,14 +161,80 @@ actor KeyframeManager {
     }
 }
 
-/// Snapshot writer: owns the snapshot directory; writes are atomic (see `SnapshotStore`).
+/// Snapshot writer: owns the snapshot directory (writes are atomic, see `SnapshotStore`) and the snapshot builder,
+/// which meshes, labels and renders a copy of the map state (`MapView`) while the optimizer goes on.
 actor SnapshotWriter {
     let store: SnapshotStore
+    let builder: SnapshotBuilder
 
-    init(store: SnapshotStore) { self.store = store }
+    init(store: SnapshotStore, config: OnlineMapperConfig, info: SourceInfo) {
+        self.store = store
+        builder = SnapshotBuilder(config: config, info: info)
+    }
 
-    func write(_ content: SnapshotContent, sequence: Int) throws -> URL {
-        try store.write(content, sequence: sequence).directory
+    /// Builds the snapshot of `view` and writes it as `sequence`; returns its directory and the seconds both took.
+    func write(_ view: MapView, sequence: Int, framesCovered: Int, extra: [String: String]) async throws
+        -> (directory: URL, seconds: Double)
+    {
+        let t0 = Date()
+        let store = self.store
+        let url = try await builder.run { replica in
+            var content = try SnapshotBuilder.content(of: replica, view: view, framesCovered: framesCovered)
+            content.extra.merge(extra) { a, _ in a }
+            defer { replica.forgetKeyframes() }
+            return try store.write(content, sequence: sequence).directory
+        }
+        MemoryTrim.releaseFreedMemory()
+        return (url, Date().timeIntervalSince(t0))
+    }
+
+    /// Drops the builder's block meshes and fields (after the final snapshot).
+    func release() async { await builder.release() }
+}
+
+/// The snapshot writer's replica of the mapper (same config and source info; its fields get the parameters of each
+/// `MapView`, its mesher keeps the block meshes between snapshots so only dirty blocks are re-meshed), and the
+/// dedicated thread it runs on: snapshot work is seconds of synchronous meshing and inference, which must not occupy
+/// the cooperative pool the frontend and keyframe manager run on.
+///
+/// @unchecked Sendable is safe: `replica` is only touched by jobs on the private serial `queue`, one at a time.
+final class SnapshotBuilder: @unchecked Sendable {
+    let config: OnlineMapperConfig
+    let info: SourceInfo
+    private let queue = DispatchQueue(label: "pano.snapshot-builder")
+    private var replica: OnlineMapper?
+
+    init(config: OnlineMapperConfig, info: SourceInfo) { self.config = config; self.info = info }
+
+    /// Runs `body` with the replica on the builder's thread.
+    func run<T: Sendable>(_ body: @escaping @Sendable (OnlineMapper) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            queue.async { [self] in
+                do {
+                    if replica == nil { replica = try OnlineMapper(config: config, info: info) }
+                    c.resume(returning: try body(replica!))
+                } catch { c.resume(throwing: error) }
+            }
+        }
+    }
+
+    func release() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            queue.async { [self] in replica = nil; c.resume() }
+        }
+        MemoryTrim.releaseFreedMemory()
+    }
+
+    /// The snapshot of `view` as `mapper` (the session's own mapper, or a replica showing the view) builds it:
+    /// re-mesh the dirty blocks, assemble, colour, label, render.
+    static func content(of mapper: OnlineMapper, view: MapView?, framesCovered: Int) throws -> SnapshotContent {
+        if let view { try mapper.show(view) }
+        let (mesh, legend, remeshed) = try mapper.map()
+        var points = mesh
+        points.triangles = []
+        return SnapshotContent(mesh: mesh, points: points, legend: legend, renders: try mapper.renders(legend: legend),
+                               framesCovered: framesCovered, keyframesCovered: mapper.keyframes.count,
+                               extra: ["remeshed_blocks": String(remeshed)])
     }
 }
 
@@ -179,6 +275,12 @@ public actor MappingSession {
     var snapshotSequence = 0
     /// The mapping and refinement are complete (a final checkpoint was restored): only the export is left.
     var refined = false
+    /// A snapshot is being built and written by the writer (at most one at a time), a due one waits for it, and the
+    /// first error one of them threw (raised by the optimizer loop).
+    var snapshotRunning = false
+    var pendingSnapshot: Task<Void, Never>?
+    var snapshotOwed = false
+    var snapshotFailure: (any Error)?
 
     /// A new session writing into `directory` (session.json, session/, snapshots/, map/).
     public init(config: SessionConfig, info: SourceInfo, directory: URL) throws {
@@ -250,7 +352,7 @@ public actor MappingSession {
                                                       policy: .backPressure)
         let frontend = Frontend(vocabulary: source.info.vocabulary, skipBadFrames: config.skipBadFrames)
         let manager = KeyframeManager(policy: config.mapper.keyframes, state: keyframeState)
-        let writer = SnapshotWriter(store: snapshots)
+        let writer = SnapshotWriter(store: snapshots, config: config.mapper, info: source.info)
         let sessionStore = SessionStore(store: CheckpointStore(directory: directory.appendingPathComponent("session")))
         let stop = self.stop
         let from = position
@@ -261,8 +363,10 @@ public actor MappingSession {
 
         // The optimizer loop (this task owns the mapper).
         while let e = await keyframes.receive() {
+            if let failure = snapshotFailure { throw failure }
             let r = try mapper.integrate(e.frame)
             progress.optimizerSeconds += r.seconds
+            progress.keyframesIntegrated += 1
             progress.framesRead = await frontend.read
             if progress.frontendFramesPerSecond == nil, let end = await frontend.finishedAt {
                 progress.frontendFramesPerSecond = Double(progress.framesRead) / max(1e-9, end.timeIntervalSince(start))
@@ -277,12 +381,13 @@ public actor MappingSession {
             progress.skipped = await frontend.skipped
             progress.lastLoss = r.geometry.total
             progress.elapsed = previous + Date().timeIntervalSince(start)
-            let k = progress.keyframes
+            let k = progress.keyframesIntegrated
             if config.snapshotEveryKeyframes > 0 && k % config.snapshotEveryKeyframes == 0
                 || config.snapshotEverySeconds > 0 && Date().timeIntervalSince(lastSnapshot) >= config.snapshotEverySeconds {
-                try await snapshot(writer)
+                snapshotOwed = true
                 lastSnapshot = Date()
             }
+            if snapshotOwed && !snapshotRunning { startSnapshot(writer) }
             if config.checkpointEveryKeyframes > 0 && k % config.checkpointEveryKeyframes == 0 {
                 try await checkpoint(sessionStore)
             }
@@ -294,6 +399,7 @@ public actor MappingSession {
             await frames.finish()
             await keyframes.finish()
             _ = await (frontTask.value, managerTask.value)
+            try await snapshotsIdle()
             try await checkpoint(sessionStore)
             progress.stage = "stopped"
             report?(progress)
@@ -305,15 +411,19 @@ public actor MappingSession {
             progress.frontendFramesPerSecond = Double(progress.framesRead) / max(1e-9, end.timeIntervalSince(start))
         }
         if let failure = await frontend.failure {
+            await pendingSnapshot?.value
             try await checkpoint(sessionStore) // what was mapped before the bad frame is kept
             throw failure
         }
+        try await snapshotsIdle()
         progress.stage = "refining"
         report?(progress)
         mapper.finish()
         progress.stage = "final map"
         report?(progress)
-        try await snapshot(writer)
+        startSnapshot(writer)
+        try await snapshotsIdle()
+        await writer.release()
         try await checkpoint(sessionStore, final: true)
         try export(to: directory.appendingPathComponent("map"))
         progress.stage = "done"
@@ -322,26 +432,53 @@ public actor MappingSession {
         return progress
     }
 
-    /// Builds the snapshot (re-meshes dirty blocks, labels, renders) and has the writer store it; the latency
-    /// reported is the whole of it.
-    func snapshot(_ writer: SnapshotWriter) async throws {
+    /// Starts the next snapshot: copies the map state out (cheap: arrays are shared copy-on-write) and has the
+    /// writer build and write it while the optimizer goes on. `snapshotFinished` records it.
+    func startSnapshot(_ writer: SnapshotWriter) {
         let t0 = Date()
-        let content = try snapshotContent()
+        snapshotOwed = false
+        guard let view = mapper.takeView() else { return }
         snapshotSequence += 1
-        _ = try await writer.write(content, sequence: snapshotSequence)
-        progress.snapshots += 1
-        progress.lastSnapshotSeconds = Date().timeIntervalSince(t0)
-        progress.snapshotSecondsTotal += progress.lastSnapshotSeconds
-        MemoryTrim.releaseFreedMemory()
+        snapshotRunning = true
+        let sequence = snapshotSequence, covered = position
+        let extra = ["loss": String(progress.lastLoss)]
+        progress.snapshotBlockingSeconds += Date().timeIntervalSince(t0)
+        pendingSnapshot = Task {
+            do {
+                let r = try await writer.write(view, sequence: sequence, framesCovered: covered, extra: extra)
+                self.snapshotFinished(seconds: r.seconds, failure: nil)
+            } catch {
+                self.snapshotFinished(seconds: 0, failure: error)
+            }
+        }
     }
 
+    func snapshotFinished(seconds: Double, failure: (any Error)?) {
+        snapshotRunning = false
+        if let failure {
+            if snapshotFailure == nil { snapshotFailure = failure }
+            return
+        }
+        progress.snapshots += 1
+        progress.lastSnapshotSeconds = seconds
+        progress.snapshotSecondsTotal += seconds
+    }
+
+    /// Waits for the snapshot in flight (if any) and raises the error a snapshot threw.
+    func snapshotsIdle() async throws {
+        let t0 = Date()
+        await pendingSnapshot?.value
+        pendingSnapshot = nil
+        progress.snapshotBlockingSeconds += Date().timeIntervalSince(t0)
+        if let failure = snapshotFailure { throw failure }
+    }
+
+    /// The snapshot of the current state built in line, on the session's own mapper (tests compare it with the
+    /// writer's). Clears the dirty blocks as a snapshot does.
     func snapshotContent() throws -> SnapshotContent {
-        let (mesh, legend, remeshed) = try mapper.map()
-        var points = mesh
-        points.triangles = []
-        return SnapshotContent(mesh: mesh, points: points, legend: legend, renders: try mapper.renders(legend: legend),
-                               framesCovered: position, keyframesCovered: mapper.keyframes.count,
-                               extra: ["remeshed_blocks": String(remeshed), "loss": String(progress.lastLoss)])
+        var content = try SnapshotBuilder.content(of: mapper, view: nil, framesCovered: position)
+        content.extra["loss"] = String(progress.lastLoss)
+        return content
     }
 
     func checkpoint(_ store: SessionStore, final: Bool = false) async throws {
@@ -356,6 +493,13 @@ public actor MappingSession {
 
     /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.
     public func export(to dir: URL) throws {
+        mapper.releaseMeshes() // from scratch: the final map does not depend on earlier snapshots
+        try writeMap(to: dir)
+        mapper.releaseMeshes() // the whole map's block meshes are not needed once it is written
+        MemoryTrim.releaseFreedMemory()
+    }
+
+    private func writeMap(to dir: URL) throws {
         mapper.markAllDirty()
         let (mesh, legend, _) = try mapper.map()
         try Files.createDirectory(dir)
@@ -364,9 +508,12 @@ public actor MappingSession {
         points.triangles = []
         try PLY.write(points.plyData, to: dir.appendingPathComponent("points.ply"))
         if let legend { try legend.write(to: dir.appendingPathComponent("legend.json")) }
-        MemoryTrim.releaseFreedMemory()
     }
 
     public var currentProgress: SessionProgress { progress }
     public var keyframeCount: Int { mapper.keyframes.count }
+    /// The mapper's long-lived buffers (see `OnlineMapper.footprint`).
+    public var footprint: [(what: String, bytes: Int)] { mapper.footprint }
+    /// Block meshes the session's own mapper holds (none except during the export).
+    public var meshedBlockCount: Int { mapper.meshedBlockCount }
 }

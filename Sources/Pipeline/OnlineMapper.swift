@@ -45,6 +45,36 @@ public struct OnlineMapperConfig: Sendable, Codable, Equatable {
     }
 }
 
+/// The parameters of a hash grid + MLP core (no optimiser state: outputs do not need it).
+struct FieldParams: Sendable {
+    var grid: [Float]
+    var mlp: [Float]
+
+    init(_ core: HashMLPField) { grid = core.gridParams; mlp = core.mlpParams }
+
+    func load(into core: HashMLPField, what: String) throws {
+        guard grid.count == core.gridParams.count, mlp.count == core.mlpParams.count else {
+            throw MapError(.sizeMismatch, "\(what) parameters do not fit the replica field", hint: "use one snapshot builder per session")
+        }
+        core.gridParams = grid
+        core.mlpParams = mlp
+    }
+}
+
+/// A copy of the mapper's output-relevant state at one moment (see `OnlineMapper.takeView`), sent to the snapshot
+/// writer so that meshing, labelling and rendering run there while the optimizer goes on.
+struct MapView: Sendable {
+    var bounds: SceneBounds
+    var observed: SceneBounds
+    var dirty: [BlockKey]
+    var keyframes: [Frame]
+    var geometry: FieldParams
+    var logXi: Float
+    var semantic: FieldParams?
+    var instance: FieldParams?
+    var panoptic: PanopticTrainerState?
+}
+
 /// What integrating one keyframe did.
 public struct IntegrationReport: Sendable {
     public var keyframes: Int
@@ -89,7 +119,11 @@ public final class OnlineMapper {
     func start(at frame: Frame) throws {
         let c = frame.T_W_C.translation
         let centre = SIMD3<Float>(Float(c.x), Float(c.y), Float(c.z))
-        let b = SceneBounds(min: centre - config.extent, max: centre + config.extent)
+        try start(bounds: SceneBounds(min: centre - config.extent, max: centre + config.extent))
+    }
+
+    /// Creates the fields (fresh parameters from the seed) and an empty mesher over the cube `b`.
+    func start(bounds b: SceneBounds) throws {
         bounds = b
         let grid = HashGridConfig(boundsMin: b.min, boundsMax: b.max, levels: config.levels, featuresPerLevel: 2,
                                   log2TableSize: config.log2Table, baseResolution: 16,
@@ -222,6 +256,82 @@ public final class OnlineMapper {
 
     // MARK: - Outputs
 
+    /// Forgets every block mesh (the next `map()` meshes from scratch). The export does this before and after, so
+    /// the final map does not depend on which snapshots came before and the mesher holds nothing afterwards.
+    public func releaseMeshes() {
+        guard let mesher else { return }
+        self.mesher = try? BlockMesher(config: mesher.config)
+    }
+
+    /// Bytes held by the long-lived buffers (array capacities): keyframe images, the trainers' per-keyframe data,
+    /// field parameters and optimiser state, block meshes. Bounded by the keyframe budget and the scene.
+    public var footprint: [(what: String, bytes: Int)] {
+        func bytes<T>(_ a: [T]) -> Int { a.capacity * MemoryLayout<T>.stride }
+        var images = 0
+        for f in keyframes {
+            images += bytes(f.rgb.data) + bytes(f.depth.data)
+            if let m = f.masks { images += bytes(m.ids.data) }
+        }
+        var training = 0
+        for f in geometry?.frames ?? [] { training += bytes(f.validPixels) } // depth is the keyframe's (shared)
+        var fields = 0
+        for core in [geometry?.field.core, panoptic?.semantic.core, panoptic?.instance.core].compactMap({ $0 }) {
+            fields += bytes(core.gridParams) + bytes(core.mlpParams) + bytes(core.gridAdamState.m)
+                + bytes(core.gridAdamState.v) + bytes(core.mlpAdamState.m) + bytes(core.mlpAdamState.v)
+        }
+        var meshes = 0
+        for b in mesher?.blocks.values.map({ $0 }) ?? [] {
+            meshes += bytes(b.vertices) + bytes(b.normals) + bytes(b.triangles) + bytes(b.edgeIDs)
+        }
+        return [("keyframe images (\(keyframes.count))", images), ("ray pixels", training), ("fields", fields),
+                ("block meshes", meshes)]
+    }
+
+    /// Blocks with a mesh in the mesher.
+    public var meshedBlockCount: Int { mesher?.blocks.count ?? 0 }
+
+    /// What the outputs (`map()`, `renders`) read, copied out for a snapshot built elsewhere (see `SnapshotBuilder`):
+    /// field parameters, token state, keyframes, observed box and the dirty blocks, which are then cleared. Arrays are
+    /// shared copy-on-write, so taking a view costs no copy; the optimizer's next step copies each parameter array
+    /// it writes once. Nil before the first keyframe.
+    func takeView() -> MapView? {
+        guard let geometry, let bounds, let observed else { return nil }
+        let view = MapView(
+            bounds: bounds, observed: observed, dirty: dirty.sorted(), keyframes: keyframes,
+            geometry: .init(geometry.field.core), logXi: geometry.field.logXi,
+            semantic: panoptic.map { .init($0.semantic.core) }, instance: panoptic.map { .init($0.instance.core) },
+            panoptic: panoptic?.state)
+        dirty.removeAll()
+        return view
+    }
+
+    /// Makes this mapper (a replica made with the same config and source info) show `view`: the fields get its
+    /// parameters (created around `view.bounds` the first time), the keyframes, observed box and dirty blocks are
+    /// its. The block meshes of earlier views are kept, so only dirty blocks are re-meshed.
+    func show(_ view: MapView) throws {
+        if geometry == nil { try start(bounds: view.bounds) }
+        guard let geometry, bounds == view.bounds else {
+            throw MapError(.badArgument, "map view over \(view.bounds) does not fit the replica's \(String(describing: bounds))",
+                           hint: "use one snapshot builder per session")
+        }
+        try view.geometry.load(into: geometry.field.core, what: "geometry")
+        geometry.field.logXi = view.logXi
+        if let panoptic {
+            guard let s = view.semantic, let i = view.instance, let p = view.panoptic else {
+                throw MapError(.badArgument, "map view has no panoptic state", hint: "use one snapshot builder per session")
+            }
+            try s.load(into: panoptic.semantic.core, what: "semantic")
+            try i.load(into: panoptic.instance.core, what: "instance")
+            try panoptic.restore(p)
+        }
+        keyframes = view.keyframes
+        observed = view.observed
+        dirty.formUnion(view.dirty)
+    }
+
+    /// Drops the keyframes a `show` brought in (a replica should not keep frames alive between snapshots).
+    func forgetKeyframes() { keyframes = [] }
+
     /// The map so far: re-meshes the dirty blocks only, then assembles, crops to the observed box, colours and culls
     /// by the keyframes, and labels (when the panoptic fields exist). Clears the dirty set.
     public func map() throws -> (mesh: TriangleMesh, legend: PanopticLegend?, remeshedBlocks: Int) {
@@ -245,20 +355,28 @@ public final class OnlineMapper {
         return (mesh, legend, keys.count)
     }
 
-    /// Renders of the latest keyframe's view: sphere-traced depth (grey, near = bright) and, with the panoptic
+    /// Width (pixels) of the snapshot renders; larger views are scaled down.
+    static let renderWidth = 320
+
+    /// Renders of the latest keyframe's view (scaled to `renderWidth`): sphere-traced depth (grey, near = bright) and, with the panoptic
     /// fields, the panoptic labels in legend colours. PNG bytes by name.
     public func renders(legend: PanopticLegend?) throws -> [(name: String, png: [UInt8])] {
         guard let geometry, let f = keyframes.last else { return [] }
         var out: [(name: String, png: [UInt8])] = []
         var raycaster = SDFRaycaster()
         raycaster.far = 10
-        let depth = raycaster.depth(field: geometry.field, T_W_C: f.T_W_C, intrinsics: f.intrinsics)
+        // Previews: at most `renderWidth` pixels wide (sphere tracing a full 640x480 view costs seconds).
+        var k = f.intrinsics
+        if k.width > Self.renderWidth {
+            k = k.scaled(toWidth: Self.renderWidth, height: max(1, (k.height * Self.renderWidth + k.width / 2) / k.width))
+        }
+        let depth = raycaster.depth(field: geometry.field, T_W_C: f.T_W_C, intrinsics: k)
         let w = depth.width, h = depth.height
         let far = max(0.5, depth.data.max() ?? 1)
         let grey = depth.data.map { d -> UInt8 in d > 0 ? UInt8(max(0, min(255, 255 * (1 - d / far)))) : 0 }
         out.append(("depth", try PNGCodec.encodeGray8(Image<UInt8>(width: w, height: h, channels: 1, data: grey))))
         if let panoptic, let legend, panoptic.tokens.count > 0 {
-            let l = panoptic.renderLabels(T_W_C: f.T_W_C, intrinsics: f.intrinsics, depth: depth.data)
+            let l = panoptic.renderLabels(T_W_C: f.T_W_C, intrinsics: k, depth: depth.data)
             out.append(("panoptic", try PNGCodec.encodeRGB8(legend.colorImage(l, width: w, height: h))))
         }
         return out
