@@ -14,7 +14,9 @@ public actor BoundedChannel<Element: Sendable> {
     public nonisolated let capacity: Int
     public nonisolated let policy: OverflowPolicy
     let droppable: @Sendable (Element) -> Bool
-    var buffer: [Element] = []
+    /// Slots before `head` were received and are nil, so a received element (a frame of a few MB) is released at
+    /// once, not when the buffer is next compacted: the channel holds at most `capacity` elements.
+    var buffer: [Element?] = []
     var head = 0
     var finished = false
     var receiver: CheckedContinuation<Element?, Never>?
@@ -36,7 +38,7 @@ public actor BoundedChannel<Element: Sendable> {
     /// Sending to a finished channel drops the element.
     public func send(_ element: Element) async {
         while count >= capacity && !finished {
-            if policy == .dropOldest, let k = (head..<buffer.count).first(where: { droppable(buffer[$0]) }) {
+            if policy == .dropOldest, let k = (head..<buffer.count).first(where: { droppable(buffer[$0]!) }) {
                 buffer.remove(at: k)
                 dropped += 1
                 break
@@ -56,7 +58,8 @@ public actor BoundedChannel<Element: Sendable> {
     /// The next element, waiting for one; nil when the channel is finished and empty.
     public func receive() async -> Element? {
         if count > 0 {
-            let e = buffer[head]
+            let e = buffer[head]!
+            buffer[head] = nil
             head += 1
             if head > 64 && head * 2 > buffer.count { buffer.removeFirst(head); head = 0 }
             if !senders.isEmpty { senders.removeFirst().resume() }
