@@ -180,11 +180,16 @@ public enum GaussianSplatting {
             }
         }
         // Depth order once (ties by index), then binning in that order leaves every tile's list sorted.
-        var order = (0..<n).filter { visible[$0] }.map { Int32($0) }
-        order.sort { a, b in
-            let za = packed[packedWidth * Int(a) + 9], zb = packed[packedWidth * Int(b) + 9]
-            return za < zb || (za == zb && a < b)
+        // Keys: z's bits made monotonic as unsigned (negative z flips all bits), then the index.
+        var keys = [UInt64]()
+        keys.reserveCapacity(n)
+        for i in 0..<n where visible[i] {
+            let zb = packed[packedWidth * i + 9].bitPattern
+            let mono = zb & 0x8000_0000 != 0 ? ~zb : zb | 0x8000_0000
+            keys.append(UInt64(mono) << 32 | UInt64(i))
         }
+        keys.sort()
+        let order = keys.map { Int32(truncatingIfNeeded: $0) }
         let tilesX = (w + ts - 1) / ts, tilesY = (h + ts - 1) / ts, tiles = tilesX * tilesY
         var tileStart = [Int32](repeating: 0, count: tiles + 1)
         for i in order {
@@ -368,6 +373,18 @@ public enum GaussianSplatting {
         return p * unsafeBitCast(bits, to: F8.self)
     }
 
+    /// Any lane set (the stdlib's `any` and `pointwiseMin` were left as generic calls in the tile loops).
+    @inline(__always)
+    static func anyLane(_ m: M8) -> Bool {
+        let bits = unsafeBitCast(m, to: I8.self)
+        let half = unsafeBitCast(bits.lowHalf | bits.highHalf, to: (UInt64, UInt64).self)
+        return half.0 | half.1 != 0
+    }
+
+    /// min(alphaMax, x) per lane.
+    @inline(__always)
+    static func clampAlpha(_ x: F8) -> F8 { x.replacing(with: alphaMax, where: x .> alphaMax) }
+
     struct ImageBuffers {
         let color: UnsafeMutablePointer<Float>, depth: UnsafeMutablePointer<Float>, alpha: UnsafeMutablePointer<Float>
         let finalT: UnsafeMutablePointer<Float>, lastCount: UnsafeMutablePointer<Int32>
@@ -425,7 +442,7 @@ public enum GaussianSplatting {
         var alive = (tx1 - tx0) * (ty1 - ty0)
         var composites = I8.zero
         let start = Int(s.tileStart[tile]), end = Int(s.tileStart[tile + 1])
-        let tMin = F8(repeating: transmittanceMin), aMax = F8(repeating: alphaMax)
+        let tMin = F8(repeating: transmittanceMin)
         var k = start
         while k < end && alive > 0 {
             let gi = Int(s.tileList[k])
@@ -450,12 +467,12 @@ public enum GaussianSplatting {
                     let dx = u - px
                     let power = (cA * dx + rowB) * dx + rowC
                     var m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& .!sc.done[q]
-                    if !any(m) { continue }
-                    let a = pointwiseMin(aMax, o * exp8(power))
+                    if !anyLane(m) { continue }
+                    let a = clampAlpha(o * exp8(power))
                     let t = tP[q]
                     let next = t * (1 - a)
                     let term = m .& (next .< tMin)
-                    if any(term) {
+                    if anyLane(term) {
                         sc.done[q] = sc.done[q] .| term
                         alive += Int(unsafeBitCast(term, to: I8.self).wrappedSum())
                         m = m .& .!term

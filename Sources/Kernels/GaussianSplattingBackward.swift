@@ -163,11 +163,11 @@ extension GaussianSplatting {
                     let dx = u - px
                     let power = (cA * dx + rowB) * dx + rowC
                     let m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& (entry .< sc.last[q])
-                    if !any(m) { continue }
+                    if !anyLane(m) { continue }
                     touched = true
                     let gauss = exp8(power)
                     let raw = o * gauss
-                    let a = pointwiseMin(aMax, raw)
+                    let a = clampAlpha(raw)
                     let oneMinus = 1 - a
                     let t = tP[q]
                     let g0 = g0P[q], g1 = g1P[q], g2 = g2P[q], gd = gdP[q]
