@@ -46,15 +46,24 @@ public struct IndexedFrames: AsyncSequence, Sendable {
     let count: Int
     let start: Int
     let interval: Double?
+    /// The sequence ends this many seconds after the first frame was asked for (nil: at `count`).
+    var duration: Double? = nil
     let read: @Sendable (Int) -> Result<Frame, MapError>
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var next: Int
         let owner: IndexedFrames
         var startTime: ContinuousClock.Instant?
+        var firstAsked: ContinuousClock.Instant?
 
         public mutating func next() async -> SourceFrame? {
             guard next < owner.count, !Task.isCancelled else { return nil }
+            if let duration = owner.duration {
+                let now = ContinuousClock.now
+                let t0 = firstAsked ?? now
+                firstAsked = t0
+                if now - t0 >= .seconds(duration) { return nil }
+            }
             if let interval = owner.interval {
                 let clock = ContinuousClock()
                 let t0 = startTime ?? clock.now
@@ -75,15 +84,19 @@ public struct IndexedFrames: AsyncSequence, Sendable {
 ///
 /// `freeRunning` (benchmarks): frames are read as fast as the frontend can, but the pipeline treats the source as
 /// paced (dropping instead of waiting), so the frontend's rate is measured while the optimizer runs. `loops` replays
-/// the sequence that many times (frame k of loop l has index l * count + k).
+/// the sequence that many times (frame k of loop l has index l * count + k). `seconds` (benchmarks) ends the stream
+/// that long after the first frame instead (loops then only bound the indices).
 public struct ReplaySource: FrameSource {
     public let reader: any SequenceReader
     public let realtime: Bool
     public let freeRunning: Bool
     public let loops: Int
+    public let seconds: Double?
 
-    public init(reader: any SequenceReader, realtime: Bool = false, freeRunning: Bool = false, loops: Int = 1) {
+    public init(reader: any SequenceReader, realtime: Bool = false, freeRunning: Bool = false, loops: Int = 1,
+                seconds: Double? = nil) {
         self.reader = reader; self.realtime = realtime; self.freeRunning = freeRunning; self.loops = max(1, loops)
+        self.seconds = seconds
     }
 
     public var info: SourceInfo {
@@ -101,7 +114,7 @@ public struct ReplaySource: FrameSource {
     public func frames(from start: Int) -> IndexedFrames {
         let source = self
         return IndexedFrames(count: info.frameCount ?? 0, start: max(0, start),
-                             interval: realtime ? 1 / (reader.info.frameRate ?? 30) : nil) { i in
+                             interval: realtime ? 1 / (reader.info.frameRate ?? 30) : nil, duration: seconds) { i in
             do { return .success(try source.frame(at: i)) } catch let e as MapError {
                 return .failure(e.at(frame: i))
             } catch {

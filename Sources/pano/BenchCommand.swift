@@ -92,13 +92,22 @@ struct KernelsBench: ParsableCommand {
 struct PipelineBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Online pipeline on a replayed sequence: frontend frames/s while the optimizer runs, keyframes optimised per second, snapshot write latency, RSS over time.")
+        abstract: "Online pipeline on a replayed sequence: frontend frames/s while the optimizer runs, keyframes optimised per second, snapshot write latency, RSS over time (mapping and final export apart) and its flatness after the first minute.")
 
     @Argument(help: "Sequence (default ../shared/data/3dmatch-sample, 640x480).")
     var sequence: String?
 
-    @Option(help: "Replay the sequence this many times.")
+    @Option(help: "Replay the sequence this many times (ignored with --seconds).")
     var loops = 1
+
+    @Option(help: "Map for this many seconds (the sequence is looped), then refine and export; 0 = use --loops.")
+    var seconds: Double = 0
+
+    @Option(help: "Snapshot every N keyframes.")
+    var snapshotEvery = 5
+
+    @Option(help: "Refinement steps when the source ends (geometry; panoptic gets 2/3 of it).")
+    var finalSteps = OnlineMapperConfig().finalGeometrySteps
 
     @Option(help: "Output directory (a session; replaced).")
     var out = "out/bench-pipeline"
@@ -110,49 +119,95 @@ struct PipelineBench: ParsableCommand {
             let reader = try SequenceFormats.open(URL(fileURLWithPath: path), format: nil)
             // The frontend reads as fast as it can and the pipeline drops (as for a live camera), so its rate is
             // measured while the optimizer works; the optimizer's own rate is keyframes per busy second.
-            let source = ReplaySource(reader: reader, freeRunning: true, loops: loops)
+            let timed = seconds > 0
+            let source = ReplaySource(reader: reader, freeRunning: true,
+                                      loops: timed ? 1_000_000 / max(1, reader.info.frameCount) : loops,
+                                      seconds: timed ? seconds : nil)
             let dir = URL(fileURLWithPath: out)
             try? FileManager.default.removeItem(at: dir)
             var config = SessionConfig()
-            config.snapshotEveryKeyframes = 5
+            config.snapshotEveryKeyframes = snapshotEvery
+            config.mapper.finalGeometrySteps = finalSteps
+            config.mapper.finalPanopticSteps = finalSteps * 2 / 3
             config.source = ["kind": "replay", "path": path, "format": "", "realtime": "0"]
             let session = try MappingSession(config: config, info: source.info, directory: dir)
             let sampler = RSSSampler()
+            let budget = config.mapper.keyframes.maxKeyframes
             sampler.start()
-            let line = SessionProgressLine("bench", total: source.info.frameCount ?? 0)
-            let r = try blockingRun { try await session.run(source) { line.update($0) } }
+            let line = SessionProgressLine("bench", total: timed ? 0 : source.info.frameCount ?? 0)
+            let r = try blockingRun {
+                try await session.run(source) { p in
+                    sampler.mark(p.stage, budgetFull: p.keyframes >= budget)
+                    line.update(p)
+                }
+            }
             let samples = sampler.stop()
-            print("bench pipeline: \(reader.info.name), \(reader.info.intrinsics.size), \(r.framesRead) frames read (\(loops) loop(s)), 2 cores")
+            print("bench pipeline: \(reader.info.name), \(reader.info.intrinsics.size), \(r.framesRead) frames read ("
+                  + (timed ? String(format: "%.0f s of replay", seconds) : "\(loops) loop(s)") + "), 2 cores")
             print(String(format: "  frontend (decode + validate) while optimizing  %6.1f frames/s   (target >= 30)",
                          r.frontendFramesPerSecond ?? 0))
-            print(String(format: "  optimizer                                      %6.2f keyframes/s (%d keyframes in %.1f s busy; %d frames dropped on the live edge)",
-                         Double(r.keyframes) / max(1e-9, r.optimizerSeconds), r.keyframes, r.optimizerSeconds, r.dropped))
-            print(String(format: "  snapshot (re-mesh dirty blocks, label, render, write)  mean %.2f s over %d, last %.2f s",
-                         r.snapshotSecondsTotal / Double(max(1, r.snapshots)), r.snapshots, r.lastSnapshotSeconds))
-            let mib = { (b: Int) in Double(b) / 1_048_576 }
-            if let peak = samples.map(\.rss).max() {
-                print(String(format: "  RSS peak %.0f MiB over %.0f s", mib(peak), samples.last?.seconds ?? 0))
-                let afterMinute = samples.filter { $0.seconds >= 60 }
-                if let first = afterMinute.first, let last = afterMinute.last {
-                    print(String(format: "  RSS after the first minute: %.0f → %.0f MiB (%+.1f %%)", mib(first.rss), mib(last.rss),
-                                 100 * (Double(last.rss) / Double(first.rss) - 1)))
-                } else {
-                    print("  RSS after the first minute: run shorter than a minute (use --loops)")
-                }
-                let marks = stride(from: 0, to: samples.count, by: max(1, samples.count / 8)).map {
-                    String(format: "%.0fs:%.0f", samples[$0].seconds, mib(samples[$0].rss))
-                }
-                print("  RSS MiB over time: " + marks.joined(separator: " "))
+            print(String(format: "  optimizer                                      %6.2f keyframes/s (%d keyframes kept, %d integrated in %.1f s busy; %d frames dropped on the live edge)",
+                         Double(r.keyframesIntegrated) / max(1e-9, r.optimizerSeconds), r.keyframes,
+                         r.keyframesIntegrated, r.optimizerSeconds, r.dropped))
+            print(String(format: "  snapshot (re-mesh dirty blocks, label, render, write)  mean %.2f s over %d, last %.2f s; optimizer blocked by snapshots %.1f s in all",
+                         r.snapshotSecondsTotal / Double(max(1, r.snapshots)), r.snapshots, r.lastSnapshotSeconds,
+                         r.snapshotBlockingSeconds))
+            Self.printRSS(samples, budget: budget)
+            let footprint = try blockingRun { await session.footprint }
+            print("  long-lived buffers at the end (MiB): " + footprint.map {
+                String(format: "%@ %.0f", $0.what, Double($0.bytes) / 1_048_576)
+            }.joined(separator: ", "))
+        }
+    }
+
+    /// RSS during mapping (series, and the largest deviation from the median after the first minute against the
+    /// ±10 % target) and during refinement / final export (peak), apart.
+    static func printRSS(_ samples: [RSSSampler.Sample], budget: Int) {
+        let mib = { (b: Int) in Double(b) / 1_048_576 }
+        guard let peak = samples.map(\.rss).max() else { return }
+        let mapping = samples.filter { $0.stage == "mapping" }
+        let after = samples.filter { $0.stage != "mapping" }
+        print(String(format: "  RSS peak %.0f MiB over %.0f s", mib(peak), samples.last?.seconds ?? 0))
+        if !mapping.isEmpty {
+            let step = max(1, mapping.count / 12)
+            let marks = stride(from: 0, to: mapping.count, by: step).map {
+                String(format: "%.0fs:%.0f", mapping[$0].seconds, mib(mapping[$0].rss))
             }
+            print("  RSS MiB while mapping: " + marks.joined(separator: " "))
+        }
+        func flatness(_ steady: [RSSSampler.Sample], _ label: String) {
+            guard steady.count >= 2 else {
+                print("  RSS \(label): no samples (map longer: --seconds 240)")
+                return
+            }
+            let sorted = steady.map(\.rss).sorted()
+            let median = Double(sorted[sorted.count / 2])
+            let deviation = steady.map { abs(Double($0.rss) - median) / median }.max() ?? 0
+            print(String(format: "  RSS %@ (%d samples over %.0f s): median %.0f MiB, min %.0f, max %.0f, max deviation from the median %.1f %% (target <= 10 %%)",
+                         label, steady.count, steady.last!.seconds - steady.first!.seconds, mib(Int(median)),
+                         mib(sorted.first!), mib(sorted.last!), 100 * deviation))
+        }
+        flatness(mapping.filter { $0.seconds >= 60 }, "after the first minute of mapping")
+        if let full = mapping.first(where: \.budgetFull) {
+            flatness(mapping.filter { $0.seconds >= max(60, full.seconds) },
+                     String(format: "once the keyframe budget (%d) is full (from %.0f s)", budget, max(60, full.seconds)))
+        }
+        if let first = after.first {
+            print(String(format: "  RSS refinement + final export (from %.0f s): peak %.0f MiB, at the end %.0f MiB",
+                         first.seconds, mib(after.map(\.rss).max()!), mib(after.last!.rss)))
         }
     }
 }
 
-/// Samples this process's resident set size once a second (from /proc/self/statm).
+/// Samples this process's resident set size once a second (from /proc/self/statm), tagged with the pipeline stage
+/// last reported.
 final class RSSSampler: @unchecked Sendable {
-    // Safe: `samples` and `running` are only touched under the lock.
+    struct Sample { var seconds: Double; var rss: Int; var stage: String; var budgetFull: Bool }
+    // Safe: `samples`, `stage` and `running` are only touched under the lock.
     private let lock = NSLock()
-    private var samples: [(seconds: Double, rss: Int)] = []
+    private var samples: [Sample] = []
+    private var stage = "mapping"
+    private var budgetFull = false
     private var running = false
     private let origin = Date()
 
@@ -163,13 +218,18 @@ final class RSSSampler: @unchecked Sendable {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    func mark(_ stage: String, budgetFull: Bool) {
+        lock.lock(); self.stage = stage; self.budgetFull = self.budgetFull || budgetFull; lock.unlock()
+    }
+
     func start() {
         lock.lock(); running = true; lock.unlock()
         Thread.detachNewThread { [self] in
             while true {
                 lock.lock()
                 let go = running
-                if go { samples.append((Date().timeIntervalSince(origin), Self.current())) }
+                if go { samples.append(Sample(seconds: Date().timeIntervalSince(origin), rss: Self.current(), stage: stage,
+                                              budgetFull: budgetFull)) }
                 lock.unlock()
                 if !go { return }
                 Thread.sleep(forTimeInterval: 1)
@@ -177,10 +237,11 @@ final class RSSSampler: @unchecked Sendable {
         }
     }
 
-    func stop() -> [(seconds: Double, rss: Int)] {
+    func stop() -> [Sample] {
         lock.lock(); defer { lock.unlock() }
         running = false
-        samples.append((Date().timeIntervalSince(origin), Self.current()))
+        samples.append(Sample(seconds: Date().timeIntervalSince(origin), rss: Self.current(), stage: stage,
+                              budgetFull: budgetFull))
         return samples
     }
 }
