@@ -348,16 +348,23 @@ public enum GaussianSplatting {
 
     // MARK: tiles
 
-    typealias F8 = SIMD8<Float>
-    typealias I8 = SIMD8<Int32>
-    typealias M8 = SIMDMask<I8>
-    static let lanes = F8(0, 1, 2, 3, 4, 5, 6, 7)
+    /// Pixels per SIMD run (the build targets plain x86-64, SSE2: 4 lanes per register).
+    typealias FL = SIMD4<Float>
+    typealias IL = SIMD4<Int32>
+    typealias ML = SIMDMask<IL>
+    static let laneCount = FL.scalarCount
+    static let laneShift = laneCount.trailingZeroBitCount
+    static let lanes: FL = {
+        var v = FL()
+        for i in 0..<FL.scalarCount { v[i] = Float(i) }
+        return v
+    }()
 
-    /// exp(x) for 8 lanes, x <= 0 (lanes below -87 give exp(-87)); Cephes expf: x = n ln2 + r, |r| <= ½ ln2,
+    /// exp(x) per lane, x <= 0 (lanes below -87 give exp(-87)); Cephes expf: x = n ln2 + r, |r| <= ½ ln2,
     /// exp(r) by a degree-7 polynomial, times 2^n from the exponent bits. Relative error ~2e-7 (a few ulp).
     /// SSE2 only: rounding by the 1.5·2²³ trick, no roundps / cvtps2dq needed.
     @inline(__always)
-    static func exp8(_ x: F8) -> F8 {
+    static func expLanes(_ x: FL) -> FL {
         let x = x.replacing(with: -87, where: x .< -87)
         let magic: Float = 12_582_912 // 1.5 * 2^23: adding it rounds to an integer kept in the low mantissa bits
         let t = x * 1.442_695_04 + magic
@@ -369,21 +376,22 @@ public enum GaussianSplatting {
         p = p * r + 0.166_666_65
         p = p * r + 0.500_000_01
         p = p * (r * r) + r + 1
-        let bits = (unsafeBitCast(t, to: I8.self) &- I8(repeating: 0x4B40_0000) &+ 127) &<< 23
-        return p * unsafeBitCast(bits, to: F8.self)
+        let bits = (unsafeBitCast(t, to: IL.self) &- IL(repeating: 0x4B40_0000) &+ 127) &<< 23
+        return p * unsafeBitCast(bits, to: FL.self)
     }
 
     /// Any lane set (the stdlib's `any` and `pointwiseMin` were left as generic calls in the tile loops).
     @inline(__always)
-    static func anyLane(_ m: M8) -> Bool {
-        let bits = unsafeBitCast(m, to: I8.self)
-        let half = unsafeBitCast(bits.lowHalf | bits.highHalf, to: (UInt64, UInt64).self)
+    static func anyLane(_ m: ML) -> Bool {
+        let half = unsafeBitCast(orHalves(unsafeBitCast(m, to: IL.self)), to: (UInt64, UInt64).self)
         return half.0 | half.1 != 0
     }
+    @inline(__always) static func orHalves(_ x: SIMD8<Int32>) -> SIMD4<Int32> { x.lowHalf | x.highHalf }
+    @inline(__always) static func orHalves(_ x: SIMD4<Int32>) -> SIMD4<Int32> { x }
 
     /// min(alphaMax, x) per lane.
     @inline(__always)
-    static func clampAlpha(_ x: F8) -> F8 { x.replacing(with: alphaMax, where: x .> alphaMax) }
+    static func clampAlpha(_ x: FL) -> FL { x.replacing(with: alphaMax, where: x .> alphaMax) }
 
     struct ImageBuffers {
         let color: UnsafeMutablePointer<Float>, depth: UnsafeMutablePointer<Float>, alpha: UnsafeMutablePointer<Float>
@@ -408,25 +416,25 @@ public enum GaussianSplatting {
     struct TileScratch {
         let chunksPerRow: Int
         /// Per chunk: T, Σ w r, Σ w g, Σ w b, Σ w z (forward); T, S, gc r, gc g, gc b, gd, ga (backward).
-        let f: UnsafeMutablePointer<F8>
-        let last: UnsafeMutablePointer<I8>
-        let done: UnsafeMutablePointer<M8>
+        let f: UnsafeMutablePointer<FL>
+        let last: UnsafeMutablePointer<IL>
+        let done: UnsafeMutablePointer<ML>
         static let planes = 7
 
         init(tileSize: Int) {
-            chunksPerRow = (tileSize + 7) / 8
+            chunksPerRow = (tileSize + laneCount - 1) / laneCount
             let chunks = chunksPerRow * tileSize
             f = .allocate(capacity: Self.planes * chunks); last = .allocate(capacity: chunks)
             done = .allocate(capacity: chunks)
             f.initialize(repeating: .zero, count: Self.planes * chunks)
             last.initialize(repeating: .zero, count: chunks)
-            done.initialize(repeating: M8(repeating: false), count: chunks)
+            done.initialize(repeating: ML(repeating: false), count: chunks)
         }
-        func plane(_ k: Int, _ chunks: Int) -> UnsafeMutablePointer<F8> { f + k * chunks }
+        func plane(_ k: Int, _ chunks: Int) -> UnsafeMutablePointer<FL> { f + k * chunks }
         func deallocate() { f.deallocate(); last.deallocate(); done.deallocate() }
     }
 
-    /// Composites tile t front to back, Gaussian by Gaussian over the 8-pixel runs of its box rows; returns the
+    /// Composites tile t front to back, Gaussian by Gaussian over the runs of `laneCount` pixels of its box rows; returns the
     /// composites. Each pixel's arithmetic does not depend on the tile (dx = u - px per lane), so neither do the images.
     static func forwardTile(_ s: TileScene, _ tile: Int, _ sc: TileScratch, _ bg: SIMD3<Float>,
                             _ out: ImageBuffers) -> Int {
@@ -435,53 +443,53 @@ public enum GaussianSplatting {
         let chunks = (ty1 - ty0) * cpr
         let tP = sc.plane(0, chunks), rP = sc.plane(1, chunks), gP = sc.plane(2, chunks), bP = sc.plane(3, chunks)
         let zP = sc.plane(4, chunks)
-        tP.update(repeating: F8(repeating: 1), count: chunks)
+        tP.update(repeating: FL(repeating: 1), count: chunks)
         for k in 1..<5 { sc.plane(k, chunks).update(repeating: .zero, count: chunks) }
         sc.last.update(repeating: .zero, count: chunks)
-        sc.done.update(repeating: M8(repeating: false), count: chunks)
+        sc.done.update(repeating: ML(repeating: false), count: chunks)
         var alive = (tx1 - tx0) * (ty1 - ty0)
-        var composites = I8.zero
+        var composites = IL.zero
         let start = Int(s.tileStart[tile]), end = Int(s.tileStart[tile + 1])
-        let tMin = F8(repeating: transmittanceMin)
+        let tMin = FL(repeating: transmittanceMin)
         var k = start
         while k < end && alive > 0 {
             let gi = Int(s.tileList[k])
             let p = s.packed + packedWidth * gi, b = s.boxes + 4 * gi
             let x0 = max(tx0, Int(b[0])), x1 = min(tx1 - 1, Int(b[1]))
             let y0 = max(ty0, Int(b[2])), y1 = min(ty1 - 1, Int(b[3]))
-            let entry = I8(repeating: Int32(k - start + 1))
+            let entry = IL(repeating: Int32(k - start + 1))
             k += 1
             guard x0 <= x1 && y0 <= y1 else { continue }
             let u = p[0], v = p[1], cA = p[2], cB = p[3], cC = p[4]
-            let o = F8(repeating: p[5]), floor = F8(repeating: p[10])
+            let o = FL(repeating: p[5]), floor = FL(repeating: p[10])
             let cr = p[6], cg = p[7], cbl = p[8], gz = p[9]
-            let c0 = (x0 - tx0) >> 3, c1 = (x1 - tx0) >> 3
-            let lo = F8(repeating: Float(x0)), hi = F8(repeating: Float(x1))
+            let c0 = (x0 - tx0) >> laneShift, c1 = (x1 - tx0) >> laneShift
+            let lo = FL(repeating: Float(x0)), hi = FL(repeating: Float(x1))
             for py in y0...y1 {
                 let dy = v - Float(py)
                 let rowB = cB * dy, rowC = cC * dy * dy
                 let row = (py - ty0) * cpr
                 for c in c0...c1 {
                     let q = row + c
-                    let px = F8(repeating: Float(tx0 + 8 * c)) + lanes
+                    let px = FL(repeating: Float(tx0 + laneCount * c)) + lanes
                     let dx = u - px
                     let power = (cA * dx + rowB) * dx + rowC
                     var m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& .!sc.done[q]
                     if !anyLane(m) { continue }
-                    let a = clampAlpha(o * exp8(power))
+                    let a = clampAlpha(o * expLanes(power))
                     let t = tP[q]
                     let next = t * (1 - a)
                     let term = m .& (next .< tMin)
                     if anyLane(term) {
                         sc.done[q] = sc.done[q] .| term
-                        alive += Int(unsafeBitCast(term, to: I8.self).wrappedSum())
+                        alive += Int(unsafeBitCast(term, to: IL.self).wrappedSum())
                         m = m .& .!term
                     }
                     let wgt = (a * t).replacing(with: 0, where: .!m)
                     rP[q] += wgt * cr; gP[q] += wgt * cg; bP[q] += wgt * cbl; zP[q] += wgt * gz
                     tP[q] = t.replacing(with: next, where: m)
                     sc.last[q] = sc.last[q].replacing(with: entry, where: m)
-                    composites &-= unsafeBitCast(m, to: I8.self)
+                    composites &-= unsafeBitCast(m, to: IL.self)
                 }
             }
         }
@@ -493,7 +501,7 @@ public enum GaussianSplatting {
         let lF = UnsafeRawPointer(sc.last).assumingMemoryBound(to: Int32.self)
         for py in ty0..<ty1 {
             for px in tx0..<tx1 {
-                let q = (py - ty0) * 8 * cpr + px - tx0, o = py * s.width + px
+                let q = (py - ty0) * laneCount * cpr + px - tx0, o = py * s.width + px
                 let t = tF[q]
                 out.color[3 * o] = rF[q] + t * bg.x
                 out.color[3 * o + 1] = gF[q] + t * bg.y

@@ -102,7 +102,7 @@ extension GaussianSplatting {
         let finalT: UnsafePointer<Float>, lastCount: UnsafePointer<Int32>, sums: UnsafePointer<Float>
     }
 
-    /// Front-to-back traversal of tile t up to its last contributor, Gaussian by Gaussian over the 8-pixel runs of
+    /// Front-to-back traversal of tile t up to its last contributor, Gaussian by Gaussian over the runs of `laneCount` pixels of
     /// its box rows (the forward pass's arithmetic and decisions), adding each Gaussian's screen-space gradient
     /// record to `grads`.
     static func backwardTile(_ s: TileScene, _ tile: Int, _ sc: TileScratch, _ bg: SIMD3<Float>, _ up: Upstream,
@@ -112,17 +112,17 @@ extension GaussianSplatting {
         let chunks = (ty1 - ty0) * cpr
         let tP = sc.plane(0, chunks), sP = sc.plane(1, chunks), g0P = sc.plane(2, chunks), g1P = sc.plane(3, chunks)
         let g2P = sc.plane(4, chunks), gdP = sc.plane(5, chunks), gaP = sc.plane(6, chunks)
-        tP.update(repeating: F8(repeating: 1), count: chunks)
+        tP.update(repeating: FL(repeating: 1), count: chunks)
         // All seven planes are contiguous; the padding lanes stay 0 (last = 0: never composited).
         sP.update(repeating: .zero, count: 6 * chunks)
         sc.last.update(repeating: .zero, count: chunks)
         let fl = UnsafeMutableRawPointer(sc.f).assumingMemoryBound(to: Float.self)
-        let pl = 8 * chunks // floats per plane
+        let pl = laneCount * chunks // floats per plane
         let lF = UnsafeMutableRawPointer(sc.last).assumingMemoryBound(to: Int32.self)
         var maxLast: Int32 = 0
         for py in ty0..<ty1 {
             for px in tx0..<tx1 {
-                let q = (py - ty0) * 8 * cpr + px - tx0, o = py * s.width + px
+                let q = (py - ty0) * laneCount * cpr + px - tx0, o = py * s.width + px
                 let t = up.finalT[o]
                 let g0 = up.color[3 * o], g1 = up.color[3 * o + 1], g2 = up.color[3 * o + 2]
                 let gd = up.depth[o], ga = up.alpha[o]
@@ -136,7 +136,7 @@ extension GaussianSplatting {
             }
         }
         let start = Int(s.tileStart[tile])
-        let aMax = F8(repeating: alphaMax)
+        let aMax = FL(repeating: alphaMax)
         for k in 0..<Int(maxLast) {
             let gi = Int(s.tileList[start + k])
             let p = s.packed + packedWidth * gi, b = s.boxes + 4 * gi
@@ -144,14 +144,14 @@ extension GaussianSplatting {
             let y0 = max(ty0, Int(b[2])), y1 = min(ty1 - 1, Int(b[3]))
             guard x0 <= x1 && y0 <= y1 else { continue }
             let u = p[0], v = p[1], cA = p[2], cB = p[3], cC = p[4]
-            let o = F8(repeating: p[5]), floor = F8(repeating: p[10])
+            let o = FL(repeating: p[5]), floor = FL(repeating: p[10])
             let cr = p[6], cg = p[7], cbl = p[8], gz = p[9]
-            let entry = I8(repeating: Int32(k))
-            let c0 = (x0 - tx0) >> 3, c1 = (x1 - tx0) >> 3
-            let lo = F8(repeating: Float(x0)), hi = F8(repeating: Float(x1))
+            let entry = IL(repeating: Int32(k))
+            let c0 = (x0 - tx0) >> laneShift, c1 = (x1 - tx0) >> laneShift
+            let lo = FL(repeating: Float(x0)), hi = FL(repeating: Float(x1))
             // Σ over pixels of dL/dpower times dx², dx dy, dy², dx, dy; dL/do; w times gc r, g, b, gd.
-            var sxx = F8.zero, sxy = F8.zero, syy = F8.zero, sx = F8.zero, sy = F8.zero, dO = F8.zero
-            var dR = F8.zero, dG = F8.zero, dBl = F8.zero, dZ = F8.zero
+            var sxx = FL.zero, sxy = FL.zero, syy = FL.zero, sx = FL.zero, sy = FL.zero, dO = FL.zero
+            var dR = FL.zero, dG = FL.zero, dBl = FL.zero, dZ = FL.zero
             var touched = false
             for py in y0...y1 {
                 let dy = v - Float(py)
@@ -159,13 +159,13 @@ extension GaussianSplatting {
                 let row = (py - ty0) * cpr
                 for c in c0...c1 {
                     let q = row + c
-                    let px = F8(repeating: Float(tx0 + 8 * c)) + lanes
+                    let px = FL(repeating: Float(tx0 + laneCount * c)) + lanes
                     let dx = u - px
                     let power = (cA * dx + rowB) * dx + rowC
                     let m = (power .>= floor) .& (px .>= lo) .& (px .<= hi) .& (entry .< sc.last[q])
                     if !anyLane(m) { continue }
                     touched = true
-                    let gauss = exp8(power)
+                    let gauss = expLanes(power)
                     let raw = o * gauss
                     let a = clampAlpha(raw)
                     let oneMinus = 1 - a
