@@ -143,6 +143,10 @@ public struct GaussianGradients: Sendable {
 /// above the threshold is ever cut: the result equals compositing every Gaussian at every pixel, for any tile size.
 /// Gaussians with o < 1/255 or whose box misses the image are culled.
 ///
+/// The test α >= 1/255 is made on the power (power >= -ln(255 o), the same inequality), so it does not depend on the
+/// vectorised exp (`expLanes`, < 1e-7 relative on [-6, 0], checked at every float); forward and backward run the same per-pixel arithmetic, so the
+/// backward repeats every decision of the forward exactly.
+///
 /// Tiles (tileSize² px) are independent in the forward pass and split across threads (tile k to worker k mod t),
 /// so the images do not depend on the thread count. Backward accumulates per-Gaussian screen-space gradients in
 /// per-worker buffers summed in worker order (deterministic for a given thread count), then runs the chain rule
@@ -361,7 +365,7 @@ public enum GaussianSplatting {
     }()
 
     /// exp(x) per lane, x <= 0 (lanes below -87 give exp(-87)); Cephes expf: x = n ln2 + r, |r| <= ½ ln2,
-    /// exp(r) by a degree-7 polynomial, times 2^n from the exponent bits. Relative error ~2e-7 (a few ulp).
+    /// exp(r) by a degree-7 polynomial, times 2^n from the exponent bits. Relative error < 1e-7 on [-6, 0].
     /// SSE2 only: rounding by the 1.5·2²³ trick, no roundps / cvtps2dq needed.
     @inline(__always)
     static func expLanes(_ x: FL) -> FL {
