@@ -184,7 +184,8 @@ actor SnapshotWriter {
             defer { replica.forgetKeyframes() }
             return try store.write(content, sequence: sequence).directory
         }
-        MemoryTrim.releaseFreedMemory()
+        // No trim here: the next snapshot needs the same working memory again (the heap keeps it, as it keeps frame
+        // buffers; see MemoryTrim). The session trims after one-off phases.
         return (url, Date().timeIntervalSince(t0))
     }
 
@@ -416,6 +417,7 @@ public actor MappingSession {
             throw failure
         }
         try await snapshotsIdle()
+        MemoryTrim.releaseFreedMemory() // mapping's working memory (frames, snapshot transients) is not needed again
         progress.stage = "refining"
         report?(progress)
         mapper.finish()
@@ -488,7 +490,6 @@ public actor MappingSession {
                                             snapshotSequence: snapshotSequence, final: final)
         _ = try await store.save(c)
         progress.checkpoints += 1
-        MemoryTrim.releaseFreedMemory()
     }
 
     /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.
