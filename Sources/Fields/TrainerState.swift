@@ -100,3 +100,41 @@ extension PanopticTrainer {
         poorTarget = s.poorTarget.map(point)
     }
 }
+
+/// Everything of a `GaussianTrainer` besides its frames: the Gaussians, their Adam moments (means, log-scales,
+/// rotations, opacity logits, colours), the densification statistics, step count and random generator.
+public struct GaussianTrainerState: Sendable, Equatable {
+    public var gaussians: GaussianSet
+    public var adam: [AdamState]
+    public var gradientSum: [Float]
+    public var gradientCount: [Float]
+    public var steps: Int
+    public var rng: SeededRNG
+
+    public init(gaussians: GaussianSet, adam: [AdamState], gradientSum: [Float], gradientCount: [Float], steps: Int,
+                rng: SeededRNG) {
+        self.gaussians = gaussians; self.adam = adam; self.gradientSum = gradientSum
+        self.gradientCount = gradientCount; self.steps = steps; self.rng = rng
+    }
+}
+
+extension GaussianTrainer {
+    public var state: GaussianTrainerState {
+        GaussianTrainerState(gaussians: gaussians, adam: adam, gradientSum: gradientSum, gradientCount: gradientCount,
+                             steps: steps, rng: rng)
+    }
+
+    /// Restores a saved state; throws when its buffers disagree in size (a damaged or foreign state).
+    public func restore(_ s: GaussianTrainerState) throws {
+        let g = s.gaussians, n = g.count
+        let widths = [3, 3, 4, 1, 3]
+        guard g.means.count == 3 * n, g.logScales.count == 3 * n, g.rotations.count == 4 * n, g.colors.count == 3 * n,
+              s.adam.count == 5, zip(s.adam, widths).allSatisfy({ $0.m.count == $1 * n && $0.v.count == $1 * n }),
+              s.gradientSum.count == n, s.gradientCount.count == n else {
+            throw MapError(.sizeMismatch, "saved Gaussian state is inconsistent (\(n) Gaussians)",
+                           hint: "the checkpoint is damaged; resume from the previous one or start a new run")
+        }
+        gaussians = g; adam = s.adam; gradientSum = s.gradientSum; gradientCount = s.gradientCount
+        steps = s.steps; rng = s.rng
+    }
+}

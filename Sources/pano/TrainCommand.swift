@@ -50,6 +50,9 @@ struct Train: ParsableCommand {
     @Flag(help: "With --panoptic-iterations: also train the ablation variants (no spatial prior; prior without L_pan) on the same geometry and print their PQ next to the full method's.")
     var ablation = false
 
+    @Option(help: "Steps of the appearance stage (3D Gaussians seeded from the training frames' depth; L1 + 0.2 (1 - SSIM) + 0.1 depth; densify / prune). With --hold-out: colour and depth renders of the held-out views (heldout/NNNNNN-rgb.png, -depth.png) and their PSNR / SSIM / depth AbsRel. 0 = none.")
+    var appearanceIterations = 0
+
     @Option(help: "Rays per optimisation step.")
     var rays = GeometryTrainerConfig().raysPerStep
 
@@ -118,6 +121,24 @@ struct Train: ParsableCommand {
                 panoptic = try stage.train(reader: reader, training: training, geometry: field, label: "panoptic")
             }
 
+            // 3c. Appearance: Gaussians on the training frames (independent of the fields).
+            var appearance: GaussianTrainer?
+            if appearanceIterations > 0 {
+                var c = GaussianTrainerConfig()
+                c.seed = seed
+                let t = try GaussianTrainer(config: c)
+                for f in training { t.add(f) }
+                let p = Progress("appearance", total: appearanceIterations)
+                for i in 0..<appearanceIterations {
+                    let s = t.step()
+                    if (i + 1) % 25 == 0 || i + 1 == appearanceIterations {
+                        p.update(i + 1, extra: String(format: "L1 %.4f ssim %.4f depth %.4f, %d Gaussians", s.l1,
+                                                      s.ssim, s.depth, s.gaussians))
+                    }
+                }
+                appearance = t
+            }
+
             // 4. Mesh.
             let meshStart = Date()
             var mesh = try GeometryMeshing.mesh(field: field, bounds: bounds, voxelSize: voxel)
@@ -144,6 +165,17 @@ struct Train: ParsableCommand {
                                                                        picture: outDir.appendingPathComponent("heldout-depth.png"))
                 print(String(format: "held-out depth error   %.2f cm (mean |rendered - measured| over %d frames)",
                              report.heldOutDepthErrorMetres! * 100, heldOut.count))
+            }
+            if let appearance, !heldOut.isEmpty {
+                let dir = outDir.appendingPathComponent("heldout")
+                for f in heldOut {
+                    let v = BranchRendering.render(T_W_C: f.T_W_C, intrinsics: f.intrinsics, geometry: nil,
+                                                   gaussians: appearance, panoptic: nil, legend: nil)
+                    try BranchRendering.write(v, frame: f.index, into: dir, names: ["rgb", "depth"])
+                }
+                let (m, _) = try ImageEvaluation.evaluate(predictions: dir, sequence: seqURL)
+                report.heldOutImages = m
+                print("held-out appearance (\(appearance.gaussians.count) Gaussians): \(m.text)")
             }
             if let panoptic, !heldOut.isEmpty {
                 report.heldOutPanoptic = try heldOutPanoptic(panoptic, frames: heldOut, sequence: seqURL, into: outDir)
@@ -271,6 +303,7 @@ struct TrainReport: Codable {
     var triangles: Int
     var heldOutDepthErrorMetres: Double?
     var heldOutPanoptic: PanopticMetrics?
+    var heldOutImages: ImageMetrics?
     var meshPanoptic: PanopticMetrics?
     var geometry: GeometryMetrics?
 }
