@@ -31,7 +31,7 @@ public struct GaussianTrainerConfig: Sendable, Codable, Equatable {
     public var densifyFrom = 100
     /// A Gaussian whose mean view-space gradient norm exceeds this (NDC units, as 3DGS: pixels scaled by W/2, H/2)
     /// is densified: cloned when its largest scale is below `splitScale` metres, split in two otherwise.
-    public var densifyGradient: Float = 2e-4
+    public var densifyGradient: Float = 1e-3
     public var splitScale: Float = 0.03
     /// Pruned: opacity below `pruneOpacity` or largest scale above `pruneScale` metres.
     public var pruneOpacity: Float = 0.005
