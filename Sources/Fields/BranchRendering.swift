@@ -16,8 +16,8 @@ public struct BranchViews: Sendable {
     public var panoptic: RGBImage?
 
     /// PNG files by name suffix: `rgb`, `depth` (16-bit millimetres), `depth-color` (grey, near = bright),
-    /// `semantic`, `instance`, `panoptic` (colour-coded), and with `ids` the 16-bit id images `semantic-ids` /
-    /// `instance-ids` that `pano eval panoptic` reads.
+    /// `semantic-color`, `instance-color`, `panoptic-color` (colour-coded), and with `ids` the 16-bit id images
+    /// `semantic` / `instance` (class and instance ids, what `pano eval panoptic` reads).
     public func pngs(ids: Bool = false) throws -> [(name: String, png: [UInt8])] {
         var out: [(name: String, png: [UInt8])] = []
         if let rgb { out.append(("rgb", try PNGCodec.encodeRGB8(rgb))) }
@@ -25,15 +25,15 @@ public struct BranchViews: Sendable {
             out.append(("depth", try PNGCodec.encodeGray16(ImageFiles.depthRaw(depth, unitsPerMetre: 1000))))
             out.append(("depth-color", try PNGCodec.encodeGray8(BranchRendering.greyDepth(depth))))
         }
-        for (name, image) in [("semantic", semantic), ("instance", instance), ("panoptic", panoptic)] {
+        for (name, image) in [("semantic-color", semantic), ("instance-color", instance), ("panoptic-color", panoptic)] {
             if let image { out.append((name, try PNGCodec.encodeRGB8(image))) }
         }
         if ids, let labels, let d = depth {
             func gray(_ v: [Int32]) -> Gray16Image {
                 Gray16Image(width: d.width, height: d.height, channels: 1, data: v.map { UInt16(clamping: $0) })
             }
-            out.append(("semantic-ids", try PNGCodec.encodeGray16(gray(labels.semantic))))
-            out.append(("instance-ids", try PNGCodec.encodeGray16(gray(labels.instance))))
+            out.append(("semantic", try PNGCodec.encodeGray16(gray(labels.semantic))))
+            out.append(("instance", try PNGCodec.encodeGray16(gray(labels.instance))))
         }
         return out
     }

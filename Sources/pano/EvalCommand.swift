@@ -12,7 +12,7 @@ import Glibc
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate reconstructions against ground truth.",
-        subcommands: [EvalGeometry.self, EvalPanoptic.self, EvalBench.self])
+        subcommands: [EvalGeometry.self, EvalPanoptic.self, EvalImages.self, EvalBench.self])
 }
 
 struct EvalGeometry: ParsableCommand {
@@ -84,6 +84,40 @@ struct EvalGeometry: ParsableCommand {
                 }
                 print(lines.joined(separator: "\n"))
                 print(report.metrics.text)
+            }
+        }
+    }
+}
+
+struct EvalImages: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "images",
+        abstract: "PSNR / SSIM of rendered colour views and AbsRel of rendered depth against a sequence.",
+        discussion: """
+            Reads DIR/NNNNNN-rgb.png (8-bit RGB) and NNNNNN-depth.png (16-bit millimetres, 0 = none) for every \
+            rendered frame and compares them with the sequence's colour image and depth (gt/depth when the sequence \
+            has clean depth, else the sensor depth). Means over frames; AbsRel over pixels where both depths exist.
+            """)
+
+    @Argument(help: "Directory of rendered views, e.g. a map's heldout/.")
+    var views: String
+
+    @Option(help: "Sequence the views were rendered for.")
+    var sequence: String
+
+    @Flag(help: "Print the metrics as JSON.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let (m, _) = try ImageEvaluation.evaluate(predictions: URL(fileURLWithPath: views),
+                                                      sequence: URL(fileURLWithPath: sequence))
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(m), as: UTF8.self))
+            } else {
+                print(m.text)
             }
         }
     }
