@@ -52,11 +52,12 @@ public enum BranchRendering {
 
     /// Renders whichever branches exist. Labels need the geometry field (for the ray's surface depth).
     public static func render(T_W_C: RigidTransform, intrinsics k: Intrinsics, geometry: GeometryField?,
-                              gaussians: GaussianTrainer?, panoptic: PanopticTrainer?, legend: PanopticLegend?)
-        -> BranchViews {
+                              gaussians: GaussianSet?, panoptic: PanopticTrainer?, legend: PanopticLegend?,
+                              threads: Int = Parallel.defaultThreads) -> BranchViews {
         var v = BranchViews()
-        if let gaussians, gaussians.gaussians.count > 0 {
-            let r = gaussians.render(T_W_C: T_W_C, intrinsics: k)
+        if let gaussians, gaussians.count > 0 {
+            let r = GaussianSplatting.render(gaussians, camera: SplatCamera(T_W_C: T_W_C, intrinsics: k),
+                                             options: SplatOptions(threads: threads))
             v.rgb = RGBImage(width: k.width, height: k.height, channels: 3,
                              data: r.color.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) })
             v.depth = DepthImage(width: k.width, height: k.height, channels: 1,

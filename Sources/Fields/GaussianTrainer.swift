@@ -129,11 +129,11 @@ public final class GaussianTrainer {
 
     var options: SplatOptions { SplatOptions(threads: config.threads) }
 
-    /// Adds a keyframe and seeds Gaussians on its unexplained surface; returns its slot.
+    /// Adds a keyframe and (with `seeding`) seeds Gaussians on its unexplained surface; returns its slot.
     @discardableResult
-    public func add(_ frame: Frame) -> Int {
+    public func add(_ frame: Frame, seeding: Bool = true) -> Int {
         let f = GaussianFrame(frame, near: config.near, far: config.far)
-        seed(from: f)
+        if seeding { seed(from: f) }
         frames.append(f)
         return frames.count - 1
     }

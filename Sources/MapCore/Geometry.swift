@@ -112,6 +112,46 @@ public struct RigidTransform: Sendable, Equatable, Codable {
         let tr = rotation.r0.x + rotation.r1.y + rotation.r2.z
         return acos(max(-1, min(1, (tr - 1) / 2)))
     }
+
+    /// The pose a fraction `t` of the way to `other`: translation linear, rotation along the shorter great arc
+    /// (quaternion slerp). t = 0 gives self, t = 1 gives other.
+    public func interpolated(to other: RigidTransform, fraction t: Double) -> RigidTransform {
+        let qa = rotation.quaternion
+        var qb = other.rotation.quaternion
+        var c = (qa * qb).sum()
+        if c < 0 { qb = -qb; c = -c } // same rotation, shorter arc
+        let q: SIMD4<Double>
+        if c > 0.9995 {
+            q = qa + t * (qb - qa) // nearly equal: linear is exact enough (normalised by Mat3)
+        } else {
+            let theta = acos(c)
+            q = (sin((1 - t) * theta) * qa + sin(t * theta) * qb) / sin(theta)
+        }
+        return RigidTransform(rotation: Mat3(quaternion: q), translation: translation + t * (other.translation - translation))
+    }
+}
+
+extension Mat3 {
+    /// The unit quaternion (w, x, y, z) of this rotation, w >= 0 (Shepperd's method: largest diagonal term first).
+    public var quaternion: SIMD4<Double> {
+        let m = self, tr = m[0, 0] + m[1, 1] + m[2, 2]
+        var q: SIMD4<Double>
+        if tr > 0 {
+            let s = (tr + 1).squareRoot() * 2
+            q = SIMD4(s / 4, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s)
+        } else if m[0, 0] > m[1, 1] && m[0, 0] > m[2, 2] {
+            let s = (1 + m[0, 0] - m[1, 1] - m[2, 2]).squareRoot() * 2
+            q = SIMD4((m[2, 1] - m[1, 2]) / s, s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s)
+        } else if m[1, 1] > m[2, 2] {
+            let s = (1 + m[1, 1] - m[0, 0] - m[2, 2]).squareRoot() * 2
+            q = SIMD4((m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s)
+        } else {
+            let s = (1 + m[2, 2] - m[0, 0] - m[1, 1]).squareRoot() * 2
+            q = SIMD4((m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4)
+        }
+        q /= (q * q).sum().squareRoot()
+        return q[0] < 0 ? -q : q
+    }
 }
 
 #if canImport(Glibc)

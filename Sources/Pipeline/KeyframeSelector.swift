@@ -15,11 +15,17 @@ public struct KeyframePolicy: Sendable, Codable, Equatable {
     /// Keyframes kept at most (0 = no limit): beyond it the most redundant older keyframe (the one closest in pose
     /// to another keyframe, outside the window) is dropped, so memory stays bounded on long runs.
     public var maxKeyframes: Int = 64
+    /// Every n-th frame (index % n == n - 1) is held out: never a keyframe, so the final map can be evaluated on
+    /// views it never trained on (written to map/heldout/). 0 = none.
+    public var holdOut: Int = 0
 
     public init() {}
 
+    /// Whether the frame with source index `index` is held out (see `holdOut`).
+    public func isHeldOut(_ index: Int) -> Bool { holdOut > 0 && index % holdOut == holdOut - 1 }
+
     public func validate() throws {
-        guard minTranslation >= 0, minRotationDegrees >= 0, maxFrameGap >= 0, window >= 1, replayed >= 0,
+        guard minTranslation >= 0, minRotationDegrees >= 0, maxFrameGap >= 0, window >= 1, replayed >= 0, holdOut >= 0,
               maxKeyframes == 0 || maxKeyframes > window else {
             throw MapError(.badArgument, "keyframe policy: thresholds must be >= 0, the window at least 1 and the keyframe budget (if any) larger than the window",
                            hint: "check --keyframe-* options")

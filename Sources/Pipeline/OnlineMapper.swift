@@ -30,6 +30,11 @@ public struct OnlineMapperConfig: Sendable, Codable, Equatable {
     public var finalPanopticSteps = 1666
     /// Train the panoptic fields (needs masks and a vocabulary with a thing class).
     public var panoptic = true
+    /// Appearance: 3D Gaussians seeded from keyframe depth, `appearanceStepsPerKeyframe` steps on the window per
+    /// keyframe and `finalAppearanceSteps` over all keyframes at the end.
+    public var appearance = true
+    public var appearanceStepsPerKeyframe = 20
+    public var finalAppearanceSteps = 1000
     public var raysPerStep = 1024
 
     public init() {}
@@ -38,7 +43,8 @@ public struct OnlineMapperConfig: Sendable, Codable, Equatable {
         try keyframes.validate()
         guard extent > 0, finestCell > 0, voxel > 0, levels >= 1, log2Table >= 8, raysPerStep >= 1,
               geometryStepsPerKeyframe >= 0, panopticStepsPerKeyframe >= 0, panopticMinAge >= 0,
-              finalGeometrySteps >= 0, finalPanopticSteps >= 0 else {
+              finalGeometrySteps >= 0, finalPanopticSteps >= 0, appearanceStepsPerKeyframe >= 0,
+              finalAppearanceSteps >= 0 else {
             throw MapError(.badArgument, "online mapper config: sizes and step counts must be positive",
                            hint: "check the command-line options")
         }
@@ -73,6 +79,7 @@ struct MapView: Sendable {
     var semantic: FieldParams?
     var instance: FieldParams?
     var panoptic: PanopticTrainerState?
+    var gaussians: GaussianSet?
 }
 
 /// What integrating one keyframe did.
@@ -80,6 +87,7 @@ public struct IntegrationReport: Sendable {
     public var keyframes: Int
     public var geometry: GeometryStepStats
     public var panoptic: PanopticStepStats?
+    public var appearance: GaussianStepStats?
     public var seconds: Double
 }
 
@@ -91,6 +99,9 @@ public final class OnlineMapper {
     public let info: SourceInfo
     public private(set) var geometry: GeometryTrainer?
     public private(set) var panoptic: PanopticTrainer?
+    public private(set) var appearance: GaussianTrainer?
+    /// Gaussians shown by a snapshot replica (`show`); the appearance trainer's otherwise.
+    var shownGaussians: GaussianSet?
     /// The keyframes (full frames: colours and culling need them) and their source indices.
     public private(set) var keyframes: [Frame] = []
     /// Geometry steps each keyframe has been part of the window for (its age).
@@ -144,6 +155,11 @@ public final class OnlineMapper {
                                             seed: config.seed &+ 1),
                 instance: try InstanceField(config: InstanceField.Config(grid: grid), seed: config.seed &+ 2))
         }
+        if config.appearance {
+            var ac = GaussianTrainerConfig()
+            ac.seed = config.seed
+            appearance = try GaussianTrainer(config: ac)
+        }
         var mc = BlockMesher.Config(grid: BlockGrid(origin: b.min, voxelSize: config.voxel, blockVoxels: 16))
         mc.threads = 1
         mesher = try BlockMesher(config: mc)
@@ -158,6 +174,7 @@ public final class OnlineMapper {
         let training = TrainingFrame(frame, near: geometry.config.near, far: geometry.config.far)
         geometry.add(training)
         panoptic?.add(frame)
+        appearance?.add(frame)
         keyframes.append(frame)
         ages.append(0)
         grow(with: training)
@@ -166,9 +183,10 @@ public final class OnlineMapper {
             ages.remove(at: drop)
             geometry.remove(slot: drop)
             panoptic?.remove(slot: drop)
+            appearance?.remove(slot: drop)
         }
         var report = IntegrationReport(keyframes: keyframes.count, geometry: GeometryStepStats(), panoptic: nil,
-                                       seconds: 0)
+                                       appearance: nil, seconds: 0)
         let slots = config.keyframes.slots(count: keyframes.count, rng: &rng)
         for _ in 0..<config.geometryStepsPerKeyframe {
             report.geometry = geometry.step(slots: slots)
@@ -180,6 +198,9 @@ public final class OnlineMapper {
             if !ready.isEmpty {
                 for _ in 0..<config.panopticStepsPerKeyframe { report.panoptic = panoptic.step(slots: ready) }
             }
+        }
+        if let appearance {
+            for _ in 0..<config.appearanceStepsPerKeyframe { report.appearance = appearance.step(slots: slots) }
         }
         report.seconds = Date().timeIntervalSince(t0)
         return report
@@ -196,6 +217,12 @@ public final class OnlineMapper {
             for i in 0..<config.finalPanopticSteps {
                 panoptic.step()
                 progress?("refine panoptic", i + 1, config.finalPanopticSteps)
+            }
+        }
+        if let appearance {
+            for i in 0..<config.finalAppearanceSteps {
+                appearance.step()
+                progress?("refine appearance", i + 1, config.finalAppearanceSteps)
             }
         }
         markDirty(Array(keyframes.indices))
@@ -246,6 +273,7 @@ public final class OnlineMapper {
         for f in frames {
             geometry.add(TrainingFrame(f, near: geometry.config.near, far: geometry.config.far))
             panoptic?.add(f)
+            appearance?.add(f, seeding: false) // the Gaussians come from the checkpoint
         }
         keyframes = frames
         self.ages = ages
@@ -283,8 +311,15 @@ public final class OnlineMapper {
         for b in mesher?.blocks.values.map({ $0 }) ?? [] {
             meshes += bytes(b.vertices) + bytes(b.normals) + bytes(b.triangles) + bytes(b.edgeIDs)
         }
+        var gaussians = 0
+        if let a = appearance {
+            let g = a.gaussians
+            gaussians = bytes(g.means) + bytes(g.logScales) + bytes(g.rotations) + bytes(g.opacityLogits)
+                + bytes(g.colors)
+            for f in a.frames { gaussians += bytes(f.color) + bytes(f.depth) }
+        }
         return [("keyframe images (\(keyframes.count))", images), ("ray pixels", training), ("fields", fields),
-                ("block meshes", meshes)]
+                ("block meshes", meshes), ("Gaussians + their frames", gaussians)]
     }
 
     /// Blocks with a mesh in the mesher.
@@ -300,7 +335,7 @@ public final class OnlineMapper {
             bounds: bounds, observed: observed, dirty: dirty.sorted(), keyframes: keyframes,
             geometry: .init(geometry.field.core), logXi: geometry.field.logXi,
             semantic: panoptic.map { .init($0.semantic.core) }, instance: panoptic.map { .init($0.instance.core) },
-            panoptic: panoptic?.state)
+            panoptic: panoptic?.state, gaussians: appearance?.gaussians)
         dirty.removeAll()
         return view
     }
@@ -324,6 +359,7 @@ public final class OnlineMapper {
             try i.load(into: panoptic.instance.core, what: "instance")
             try panoptic.restore(p)
         }
+        shownGaussians = view.gaussians
         keyframes = view.keyframes
         observed = view.observed
         dirty.formUnion(view.dirty)
@@ -358,27 +394,21 @@ public final class OnlineMapper {
     /// Width (pixels) of the snapshot renders; larger views are scaled down.
     static let renderWidth = 320
 
-    /// Renders of the latest keyframe's view (scaled to `renderWidth`): sphere-traced depth (grey, near = bright) and, with the panoptic
-    /// fields, the panoptic labels in legend colours. PNG bytes by name.
+    /// Renders of the latest keyframe's view (scaled to `renderWidth`) of every branch: colour and depth from the
+    /// Gaussians, semantic / instance / panoptic colour-coded images from the fields (`BranchViews.pngs`).
     public func renders(legend: PanopticLegend?) throws -> [(name: String, png: [UInt8])] {
-        guard let geometry, let f = keyframes.last else { return [] }
-        var out: [(name: String, png: [UInt8])] = []
-        var raycaster = SDFRaycaster()
-        raycaster.far = 10
+        guard let f = keyframes.last else { return [] }
         // Previews: at most `renderWidth` pixels wide (sphere tracing a full 640x480 view costs seconds).
         var k = f.intrinsics
         if k.width > Self.renderWidth {
             k = k.scaled(toWidth: Self.renderWidth, height: max(1, (k.height * Self.renderWidth + k.width / 2) / k.width))
         }
-        let depth = raycaster.depth(field: geometry.field, T_W_C: f.T_W_C, intrinsics: k)
-        let w = depth.width, h = depth.height
-        let far = max(0.5, depth.data.max() ?? 1)
-        let grey = depth.data.map { d -> UInt8 in d > 0 ? UInt8(max(0, min(255, 255 * (1 - d / far)))) : 0 }
-        out.append(("depth", try PNGCodec.encodeGray8(Image<UInt8>(width: w, height: h, channels: 1, data: grey))))
-        if let panoptic, let legend, panoptic.tokens.count > 0 {
-            let l = panoptic.renderLabels(T_W_C: f.T_W_C, intrinsics: k, depth: depth.data)
-            out.append(("panoptic", try PNGCodec.encodeRGB8(legend.colorImage(l, width: w, height: h))))
-        }
-        return out
+        return try views(T_W_C: f.T_W_C, intrinsics: k, legend: legend).pngs()
+    }
+
+    /// Every branch rendered at any pose (see `BranchRendering`).
+    public func views(T_W_C: RigidTransform, intrinsics k: Intrinsics, legend: PanopticLegend?) -> BranchViews {
+        BranchRendering.render(T_W_C: T_W_C, intrinsics: k, geometry: geometry?.field,
+                               gaussians: shownGaussians ?? appearance?.gaussians, panoptic: panoptic, legend: legend)
     }
 }

@@ -5,7 +5,8 @@ import Kernels
 import MapCore
 
 /// What a checkpoint holds and how it maps onto the mapper. Blobs: `geometry.bin`, `semantic.bin`, `instance.bin`
-/// (hash grid + MLP parameters and Adam moments, binary) and `state.json` (session config, trainer states incl.
+/// (hash grid + MLP parameters and Adam moments, binary), `gaussians.bin` (the Gaussians, their Adam moments,
+/// densification statistics, step count and random generator, binary) and `state.json` (session config, trainer states incl.
 /// random generators, tokens and their Adam moments, class head, token usage, keyframe set as source indices with
 /// their ages, observed box, keyframe-manager state, source position, counters). Keyframe images are not stored:
 /// they are re-read from the source by index on resume (replay and synthetic sources are random access).
@@ -36,6 +37,7 @@ enum SessionState {
         enc.outputFormatting = [.sortedKeys]
         var blobs: [String: [UInt8]] = ["state.json": Array(try enc.encode(core))]
         if let g = mapper.geometry { blobs["geometry.bin"] = encode(g.field.core.state) }
+        if let a = mapper.appearance { blobs["gaussians.bin"] = encode(a.state) }
         if let p = mapper.panoptic {
             blobs["semantic.bin"] = encode(p.semantic.core.state)
             blobs["instance.bin"] = encode(p.instance.core.state)
@@ -88,6 +90,13 @@ enum SessionState {
             try p.instance.core.restore(try decode(ins, name: "instance.bin"), what: "instance")
             try p.restore(s)
         }
+        if let a = mapper.appearance {
+            guard let blob = c.blobs["gaussians.bin"] else {
+                throw MapError(.badFormat, "checkpoint \(c.sequence) lacks the Gaussians (gaussians.bin)",
+                               hint: "resume from an older checkpoint or start a new run")
+            }
+            try a.restore(try decodeGaussians(blob, name: "gaussians.bin"))
+        }
         return Restored(config: core.config, mapper: mapper, keyframeState: core.keyframeState, position: core.position,
                         progress: core.progress, snapshotSequence: core.snapshotSequence, final: core.final)
     }
@@ -98,6 +107,39 @@ enum SessionState {
         w.write(s.gridAdam.step)
         w.write(s.mlpAdam.step)
         return w.bytes
+    }
+
+    static func encode(_ s: GaussianTrainerState) -> [UInt8] {
+        let g = s.gaussians
+        var w = BlobWriter(capacity: 4 * 44 * g.count + 256)
+        for a in [g.means, g.logScales, g.rotations, g.opacityLogits, g.colors] { w.write(a) }
+        for a in s.adam {
+            w.write(a.m)
+            w.write(a.v)
+            w.write(a.step)
+        }
+        w.write(s.gradientSum)
+        w.write(s.gradientCount)
+        w.write(s.steps)
+        w.write(s.rng.state)
+        return w.bytes
+    }
+
+    static func decodeGaussians(_ bytes: [UInt8], name: String) throws -> GaussianTrainerState {
+        var r = BlobReader(bytes, name: name)
+        let g = GaussianSet(means: try r.readFloats(), logScales: try r.readFloats(), rotations: try r.readFloats(),
+                            opacityLogits: try r.readFloats(), colors: try r.readFloats())
+        var adam: [AdamState] = []
+        for _ in 0..<5 {
+            var a = AdamState(parameterCount: 0)
+            a.m = try r.readFloats(); a.v = try r.readFloats(); a.step = try r.readInt()
+            adam.append(a)
+        }
+        let sum = try r.readFloats(), count = try r.readFloats(), steps = try r.readInt()
+        let rng = SeededRNG(seed: try r.readUInt64())
+        try r.finish()
+        return GaussianTrainerState(gaussians: g, adam: adam, gradientSum: sum, gradientCount: count, steps: steps,
+                                    rng: rng)
     }
 
     static func decode(_ bytes: [UInt8], name: String) throws -> HashMLPState {

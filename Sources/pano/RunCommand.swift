@@ -17,7 +17,7 @@ struct Run: ParsableCommand {
         discussion: """
             OUT gets session.json (the run's settings), session/ (checkpoints: Ctrl-C or SIGTERM saves one, \
             `pano resume OUT` continues), snapshots/ (partial maps; LATEST names the newest complete one) and, when \
-            the source ends, map/ (mesh.ply, points.ply, legend.json). SEQUENCE `synthetic` maps the synthetic room \
+            the source ends, map/ (mesh.ply, points.ply, legend.json; with --hold-out, heldout/ renders of every branch). SEQUENCE `synthetic` maps the synthetic room \
             rendered on the fly.
             """)
 
@@ -54,6 +54,18 @@ struct Run: ParsableCommand {
     @Option(help: "Refinement steps over all keyframes when the source ends (geometry; panoptic gets 2/3 of it).")
     var finalSteps = OnlineMapperConfig().finalGeometrySteps
 
+    @Option(help: "Appearance (Gaussian) steps per new keyframe.")
+    var appearanceSteps = OnlineMapperConfig().appearanceStepsPerKeyframe
+
+    @Option(help: "Appearance refinement steps over all keyframes when the source ends.")
+    var finalAppearanceSteps = OnlineMapperConfig().finalAppearanceSteps
+
+    @Flag(help: "No appearance branch (no Gaussians; no RGB / depth renders).")
+    var noAppearance = false
+
+    @Option(help: "Hold out every n-th frame (never a keyframe); the final map renders them into map/heldout/ for `pano eval images` / `pano eval panoptic`. 0 = none.")
+    var holdOut = 0
+
     @Option(help: "Half-size in metres of the mapped cube around the first camera.")
     var extent: Float = OnlineMapperConfig().extent
 
@@ -79,6 +91,10 @@ struct Run: ParsableCommand {
             config.mapper.finalPanopticSteps = finalSteps * 2 / 3
             config.mapper.extent = extent
             config.mapper.panoptic = !noPanoptic
+            config.mapper.appearance = !noAppearance
+            config.mapper.appearanceStepsPerKeyframe = appearanceSteps
+            config.mapper.finalAppearanceSteps = finalAppearanceSteps
+            config.mapper.keyframes.holdOut = holdOut
             config.snapshotEveryKeyframes = snapshotEvery
             config.snapshotEverySeconds = snapshotSeconds
             config.checkpointEveryKeyframes = checkpointEvery

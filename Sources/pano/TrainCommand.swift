@@ -170,7 +170,7 @@ struct Train: ParsableCommand {
                 let dir = outDir.appendingPathComponent("heldout")
                 for f in heldOut {
                     let v = BranchRendering.render(T_W_C: f.T_W_C, intrinsics: f.intrinsics, geometry: nil,
-                                                   gaussians: appearance, panoptic: nil, legend: nil)
+                                                   gaussians: appearance.gaussians, panoptic: nil, legend: nil)
                     try BranchRendering.write(v, frame: f.index, into: dir, names: ["rgb", "depth"])
                 }
                 let (m, _) = try ImageEvaluation.evaluate(predictions: dir, sequence: seqURL)

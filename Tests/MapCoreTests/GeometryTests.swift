@@ -11,6 +11,26 @@ final class GeometryTests: XCTestCase {
         XCTAssertEqual(r.determinant, 1, accuracy: 1e-12)
     }
 
+    func testMatrixToQuaternionRoundTripsAndInterpolationFollowsTheArc() {
+        var rng = SeededRNG(seed: 4)
+        for _ in 0..<200 {
+            // Random rotations, including angles near pi (the branches of the conversion other than trace > 0).
+            let axis = normalize(Vec3(rng.gaussian(), rng.gaussian(), rng.gaussian()))
+            let angle = rng.uniform(0, .pi)
+            let r = Mat3(axis: axis, angle: angle)
+            let back = Mat3(quaternion: r.quaternion)
+            for i in 0..<3 { for j in 0..<3 { XCTAssertEqual(back[i, j], r[i, j], accuracy: 1e-9) } }
+            // Halfway between identity and r: the rotation by angle / 2 about the same axis; ends are exact.
+            let a = RigidTransform(), b = RigidTransform(rotation: r, translation: Vec3(2, -4, 6))
+            let mid = a.interpolated(to: b, fraction: 0.5)
+            let expected = Mat3(axis: axis, angle: angle / 2)
+            for i in 0..<3 { for j in 0..<3 { XCTAssertEqual(mid.rotation[i, j], expected[i, j], accuracy: 1e-9) } }
+            XCTAssertEqual(mid.translation, Vec3(1, -2, 3))
+            let end = a.interpolated(to: b, fraction: 1)
+            for i in 0..<3 { for j in 0..<3 { XCTAssertEqual(end.rotation[i, j], r[i, j], accuracy: 1e-9) } }
+        }
+    }
+
     func testComposeAndInverse() {
         var rng = SeededRNG(seed: 3)
         for _ in 0..<20 {
