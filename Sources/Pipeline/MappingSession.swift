@@ -149,7 +149,8 @@ actor KeyframeManager {
     func run(from input: BoundedChannel<FrameEnvelope>, into out: BoundedChannel<FrameEnvelope>) async {
         while let e = await input.receive() {
             framesIn += 1
-            if policy.isKeyframe(e.frame.T_W_C, last: state.lastKeyframePose, gap: state.framesSinceKeyframe + 1) {
+            if !policy.isHeldOut(e.index),
+               policy.isKeyframe(e.frame.T_W_C, last: state.lastKeyframePose, gap: state.framesSinceKeyframe + 1) {
                 state.lastKeyframePose = e.frame.T_W_C
                 state.framesSinceKeyframe = 0
                 await out.send(e)
@@ -341,7 +342,7 @@ public actor MappingSession {
         let previous = progress.elapsed
         progress.totalFrames = source.info.frameCount
         if refined { // killed after the final checkpoint: redo only the export (refining again would change the map)
-            try export(to: directory.appendingPathComponent("map"))
+            try export(to: directory.appendingPathComponent("map"), frames: { try source.frame(at: $0) })
             progress.stage = "done"
             report?(progress)
             return progress
@@ -427,7 +428,7 @@ public actor MappingSession {
         try await snapshotsIdle()
         await writer.release()
         try await checkpoint(sessionStore, final: true)
-        try export(to: directory.appendingPathComponent("map"))
+        try export(to: directory.appendingPathComponent("map"), frames: { try source.frame(at: $0) })
         progress.stage = "done"
         progress.elapsed = previous + Date().timeIntervalSince(start)
         report?(progress)
@@ -493,9 +494,12 @@ public actor MappingSession {
     }
 
     /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.
-    public func export(to dir: URL) throws {
+    /// With a hold-out policy and `frames` (the source by index), the held-out views of every branch go to
+    /// `dir/heldout/` (see `writeHeldOutViews`).
+    public func export(to dir: URL, frames: ((Int) throws -> Frame)? = nil) throws {
         mapper.releaseMeshes() // from scratch: the final map does not depend on earlier snapshots
         try writeMap(to: dir)
+        if let frames { try writeHeldOutViews(into: dir.appendingPathComponent("heldout"), frames: frames) }
         mapper.releaseMeshes() // the whole map's block meshes are not needed once it is written
         MemoryTrim.releaseFreedMemory()
     }

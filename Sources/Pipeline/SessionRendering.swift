@@ -23,6 +23,19 @@ extension MappingSession {
         return written
     }
 
+    /// Renders every held-out frame of the source (`KeyframePolicy.holdOut`) at its own pose and intrinsics, with id
+    /// images, into `directory` as NNNNNN-<branch>.png. Returns the frames rendered (none without a hold-out).
+    @discardableResult
+    public func writeHeldOutViews(into directory: URL, frames: (Int) throws -> Frame) throws -> [Int] {
+        let policy = config.mapper.keyframes
+        let indices = (0..<(progress.totalFrames ?? progress.position)).filter { policy.isHeldOut($0) }
+        for i in indices {
+            let f = try frames(i)
+            _ = try writeViews([(frameName(i), f.T_W_C)], intrinsics: f.intrinsics, into: directory, ids: true)
+        }
+        return indices
+    }
+
     /// The poses of the session's keyframes (source index, pose), oldest first.
     public var keyframePoses: [(index: Int, T_W_C: RigidTransform)] { mapper.keyframes.map { ($0.index, $0.T_W_C) } }
 }

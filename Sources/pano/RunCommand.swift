@@ -152,7 +152,7 @@ struct Export: ParsableCommand {
             let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
             let target = out.map { URL(fileURLWithPath: $0) } ?? dir.appendingPathComponent("map")
             let keyframes = try blockingRun {
-                try await session.export(to: target)
+                try await session.export(to: target, frames: { try source.frame(at: $0) })
                 return await session.keyframeCount
             }
             print("exported \(keyframes) keyframes → \(target.path)")
