@@ -27,6 +27,9 @@ struct Demo: ParsableCommand {
     @Flag(help: "Only generate and ingest the sequence; skip mapping.")
     var noTrain = false
 
+    @Option(help: "Hold out every n-th frame from mapping; the final map is evaluated on those views (0 = none).")
+    var holdOut = 5
+
     func run() throws {
         try reportingErrors {
             var config = SyntheticSceneConfig()
@@ -57,7 +60,8 @@ struct Demo: ParsableCommand {
             let session = root.appendingPathComponent("session")
             try? FileManager.default.removeItem(at: session)
             log.info("demo: mapping online into \(session.path) (snapshots in snapshots/, checkpoints in session/)")
-            let run = try Run.parse([sequenceDir.path, "--out", session.path, "--seed", String(seed)])
+            let run = try Run.parse([sequenceDir.path, "--out", session.path, "--seed", String(seed),
+                                     "--hold-out", String(holdOut)])
             try run.run()
             let map = session.appendingPathComponent("map")
             let mesh = map.appendingPathComponent("mesh.ply"), gt = sequenceDir.appendingPathComponent("gt/surface.ply")
@@ -68,7 +72,22 @@ struct Demo: ParsableCommand {
             print(g.metrics.text)
             let p = try PanopticEvaluation.evaluate3D(mesh: mesh, groundTruth: gt, vocabulary: reader.info.vocabulary!)
             print("panoptic map (mesh vertices vs nearest GT point):\n\(p.text)")
+            let heldout = map.appendingPathComponent("heldout")
+            if holdOut > 0 {
+                let (m, _) = try PanopticEvaluation.evaluate2D(predictions: heldout, sequence: sequenceDir,
+                                                               vocabulary: reader.info.vocabulary!)
+                print("panoptic held-out views (rendered labels vs GT images):\n\(m.text)")
+                if Files.exists(heldout.appendingPathComponent("\(frameName(holdOut - 1))-rgb.png")) {
+                    print("appearance held-out views: \(try ImageEvaluation.evaluate(predictions: heldout, sequence: sequenceDir).metrics.text)")
+                }
+            }
+            // One novel view of every branch: halfway between two distant frames' poses.
+            let a = frames / 4, b = 3 * frames / 4
+            try Render.parse([session.path, "--between", "\(a),\(b)", "--count", "3"]).run()
+            let views = session.appendingPathComponent("views")
+            print("novel view   \(views.path)/path-001-{rgb,depth-color,semantic-color,instance-color,panoptic-color}.png (halfway between frames \(a) and \(b))")
             print("map          \(mesh.path) (+ points.ply, legend.json; open in any PLY viewer)")
+            if holdOut > 0 { print("held-out     \(heldout.path) (renders of every branch at the held-out frames)") }
             print("snapshots    \(session.appendingPathComponent("snapshots").path) (LATEST names the newest)")
         }
     }
