@@ -47,7 +47,7 @@ final class SnapshotBuilderTests: XCTestCase {
             let a = try Self.files(got), b = try Self.files(expected)
             XCTAssertEqual(a.keys.sorted(), b.keys.sorted())
             if i == 11 {
-                XCTAssertTrue(a.keys.contains("legend.json") && a.keys.contains("renders/panoptic.png"), "\(a.keys)")
+                XCTAssertTrue(a.keys.contains("legend.json") && a.keys.contains("renders/panoptic-color.png") && a.keys.contains("renders/rgb.png"), "\(a.keys)")
             }
             for (name, bytes) in b { XCTAssertTrue(a[name] == bytes, "\(name) differs after \(i + 1) frames") }
             // Keep the in-line mapper in step with the extra integration above.
