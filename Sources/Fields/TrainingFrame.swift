@@ -14,9 +14,11 @@ public struct TrainingFrame: Sendable {
         depth = frame.depth.data
         T_W_C = frame.T_W_C
         intrinsics = frame.intrinsics
+        // Two passes so the list is allocated at its exact size (it lives as long as the keyframe).
+        let usable = { (d: Float) in d.isFinite && d >= near && d <= far }
         var valid: [Int32] = []
-        valid.reserveCapacity(depth.count)
-        for (i, d) in depth.enumerated() where d.isFinite && d >= near && d <= far { valid.append(Int32(i)) }
+        valid.reserveCapacity(depth.reduce(0) { $0 + (usable($1) ? 1 : 0) })
+        for (i, d) in depth.enumerated() where usable(d) { valid.append(Int32(i)) }
         validPixels = valid
     }
 }

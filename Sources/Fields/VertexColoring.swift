@@ -12,40 +12,46 @@ public enum VertexColoring {
         var t: SIMD3<Float>
         var fx: Float, fy: Float, cx: Float, cy: Float
         var width: Int, height: Int
-        /// Offset of this frame's pixels in the concatenated depth (and, times 3, colour) buffers.
-        var offset: Int
+        /// This frame's depth and colour pixels (valid inside `withPixels`).
+        var depth: UnsafePointer<Float>
+        var rgb: UnsafePointer<UInt8>
     }
 
     public static func colors(vertices: [SIMD3<Float>], frames: [Frame], margin: Float = 0.03,
                               threads: Int = Parallel.defaultThreads) -> (colors: [SIMD3<UInt8>], observable: [Bool]) {
-        var views: [View] = []
-        var depth: [Float] = [], rgb: [UInt8] = []
-        for f in frames {
-            let T_C_W = f.T_W_C.inverse
-            let m = T_C_W.rotation, k = f.intrinsics
-            views.append(View(r: (Float(m.r0.x), Float(m.r0.y), Float(m.r0.z), Float(m.r1.x), Float(m.r1.y), Float(m.r1.z),
-                                  Float(m.r2.x), Float(m.r2.y), Float(m.r2.z)),
-                              t: SIMD3(Float(T_C_W.translation.x), Float(T_C_W.translation.y), Float(T_C_W.translation.z)),
-                              fx: Float(k.fx), fy: Float(k.fy), cx: Float(k.cx), cy: Float(k.cy),
-                              width: k.width, height: k.height, offset: depth.count))
-            depth += f.depth.data
-            rgb += f.rgb.data
-        }
         var out = [SIMD3<UInt8>](repeating: SIMD3(128, 128, 128), count: vertices.count)
         var observable = [Bool](repeating: false, count: vertices.count)
+        // The frames' pixels are read in place (no concatenated copy: 64 keyframes at 640x480 would be ~140 MiB).
+        withPixels(frames[...], views: []) { views in
         vertices.withUnsafeBufferPointer { vp in
         views.withUnsafeBufferPointer { vw in
-        depth.withUnsafeBufferPointer { dp in
-        rgb.withUnsafeBufferPointer { cp in
         observable.withUnsafeMutableBufferPointer { ob in
         out.withUnsafeMutableBufferPointer { o in
             let shared = Shared(vertices: vp.baseAddress!, views: vw.baseAddress!, viewCount: vw.count,
-                                depth: dp.baseAddress!, rgb: cp.baseAddress!, seen: ob.baseAddress!, out: o.baseAddress!)
+                                seen: ob.baseAddress!, out: o.baseAddress!)
             Parallel.forEachChunk(count: vertices.count, threads: threads) { _, range in
                 for i in range { shared.shade(i, margin: margin) }
             }
-        } } } } } }
+        } } } } }
         return (out, observable)
+    }
+
+    /// Calls `body` with a `View` per frame whose pixel pointers stay valid during the call (one nested
+    /// `withUnsafeBufferPointer` per frame).
+    static func withPixels(_ frames: ArraySlice<Frame>, views: [View], _ body: ([View]) -> Void) {
+        guard let f = frames.first else { return body(views) }
+        f.depth.data.withUnsafeBufferPointer { d in
+            f.rgb.data.withUnsafeBufferPointer { c in
+                let T_C_W = f.T_W_C.inverse
+                let m = T_C_W.rotation, k = f.intrinsics
+                let v = View(r: (Float(m.r0.x), Float(m.r0.y), Float(m.r0.z), Float(m.r1.x), Float(m.r1.y), Float(m.r1.z),
+                                 Float(m.r2.x), Float(m.r2.y), Float(m.r2.z)),
+                             t: SIMD3(Float(T_C_W.translation.x), Float(T_C_W.translation.y), Float(T_C_W.translation.z)),
+                             fx: Float(k.fx), fy: Float(k.fy), cx: Float(k.cx), cy: Float(k.cy),
+                             width: k.width, height: k.height, depth: d.baseAddress!, rgb: c.baseAddress!)
+                withPixels(frames.dropFirst(), views: views + [v], body)
+            }
+        }
     }
 
     /// Raw pointers shared by the parallel chunks. @unchecked Sendable is safe: inputs are only read, and chunk i of
@@ -55,8 +61,6 @@ public enum VertexColoring {
         let vertices: UnsafePointer<SIMD3<Float>>
         let views: UnsafePointer<View>
         let viewCount: Int
-        let depth: UnsafePointer<Float>
-        let rgb: UnsafePointer<UInt8>
         let seen: UnsafeMutablePointer<Bool>
         let out: UnsafeMutablePointer<SIMD3<UInt8>>
 
@@ -71,12 +75,12 @@ public enum VertexColoring {
                 let y = v.r.3 * p.x + v.r.4 * p.y + v.r.5 * p.z + v.t.y
                 let uf = v.fx * x / z + v.cx, wf = v.fy * y / z + v.cy
                 guard uf > -0.5, wf > -0.5, uf < Float(v.width) - 0.5, wf < Float(v.height) - 0.5 else { continue }
-                let pix = v.offset + Int(wf.rounded()) * v.width + Int(uf.rounded())
-                let d = depth[pix]
+                let pix = Int(wf.rounded()) * v.width + Int(uf.rounded())
+                let d = v.depth[pix]
                 guard d > 0, z <= d + margin else { continue }
                 seen[i] = true
                 guard abs(d - z) <= margin else { continue }
-                sum += SIMD3(Float(rgb[3 * pix]), Float(rgb[3 * pix + 1]), Float(rgb[3 * pix + 2]))
+                sum += SIMD3(Float(v.rgb[3 * pix]), Float(v.rgb[3 * pix + 1]), Float(v.rgb[3 * pix + 2]))
                 n += 1
             }
             if n > 0 {
