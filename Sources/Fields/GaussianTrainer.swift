@@ -73,25 +73,35 @@ public struct GaussianStepStats: Sendable, Equatable {
     public init() {}
 }
 
-/// A keyframe as the appearance branch needs it: colour in [0, 1] (interleaved RGB), depth in metres (0 = none).
+/// A keyframe as the appearance branch needs it. The pixel arrays are the frame's own (shared, not copied): 8-bit
+/// interleaved RGB and depth in metres, used where it lies in [near, far].
 public struct GaussianFrame: Sendable {
     public var index: Int
     public var camera: SplatCamera
-    public var color: [Float]
+    public var rgb: [UInt8]
     public var depth: [Float]
+    public var near: Float, far: Float
     public var validDepth: Int
 
     public init(_ frame: Frame, near: Float, far: Float) {
         index = frame.index
         camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: frame.intrinsics)
-        color = frame.rgb.data.map { Float($0) * (1 / 255) }
-        var valid = 0
-        depth = frame.depth.data.map { d in
-            guard d.isFinite, d >= near, d <= far else { return 0 }
-            valid += 1
-            return d
-        }
-        validDepth = valid
+        rgb = frame.rgb.data
+        depth = frame.depth.data
+        self.near = near; self.far = far
+        validDepth = depth.reduce(0) { $0 + ($1.isFinite && $1 >= near && $1 <= far ? 1 : 0) }
+    }
+
+    /// The depth of pixel p if usable, else 0.
+    @inline(__always) public func usableDepth(_ p: Int) -> Float {
+        let d = depth[p]
+        return d.isFinite && d >= near && d <= far ? d : 0
+    }
+
+    /// The colour as floats in [0, 1] (interleaved RGB) into `out`.
+    public func color(into out: inout [Float]) {
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: rgb.lazy.map { Float($0) * (1 / 255) })
     }
 }
 
@@ -120,6 +130,8 @@ public final class GaussianTrainer {
     /// Densification statistics since the last densify: summed view-space gradient norms and visible counts.
     var gradientSum: [Float] = []
     var gradientCount: [Float] = []
+    /// Scratch: the current step's target colour as floats.
+    var target: [Float] = []
 
     public init(config: GaussianTrainerConfig) throws {
         try config.validate()
@@ -162,7 +174,7 @@ public final class GaussianTrainer {
         var added = 0
         for y in stride(from: s / 2, to: h, by: s) {
             for x in stride(from: s / 2, to: w, by: s) where added < capacity {
-                let p = y * w + x, d = f.depth[p]
+                let p = y * w + x, d = f.usableDepth(p)
                 guard d > 0 else { continue }
                 if let r = current {
                     let a = r.alpha[p]
@@ -177,7 +189,7 @@ public final class GaussianTrainer {
                 let sigma = max(1e-3, 0.6 * Float(s) * d / cam.fx)
                 add.append(mean: q, logScale: SIMD3(repeating: log(sigma)), rotation: SIMD4(1, 0, 0, 0),
                            opacityLogit: log(config.seedOpacity / (1 - config.seedOpacity)),
-                           color: SIMD3(f.color[3 * p], f.color[3 * p + 1], f.color[3 * p + 2]))
+                           color: SIMD3(Float(f.rgb[3 * p]), Float(f.rgb[3 * p + 1]), Float(f.rgb[3 * p + 2])) / 255)
                 added += 1
             }
         }
@@ -207,10 +219,11 @@ public final class GaussianTrainer {
         let r = GaussianSplatting.render(gaussians, camera: cam, options: options)
 
         var stats = GaussianStepStats()
-        var (l1, gradColor) = ImageLosses.l1WithGradient(r.color, f.color)
+        f.color(into: &target)
+        var (l1, gradColor) = ImageLosses.l1WithGradient(r.color, target)
         stats.l1 = l1
         if config.ssimWeight > 0 {
-            let (ssim, g) = ImageLosses.ssimWithGradient(r.color, f.color, width: cam.width, height: cam.height,
+            let (ssim, g) = ImageLosses.ssimWithGradient(r.color, target, width: cam.width, height: cam.height,
                                                          channels: 3, threads: config.threads)
             stats.ssim = config.ssimWeight * (1 - ssim)
             for i in gradColor.indices { gradColor[i] -= config.ssimWeight * g[i] }
@@ -220,8 +233,10 @@ public final class GaussianTrainer {
             var g = [Float](repeating: 0, count: n)
             let scale = config.depthWeight / Float(f.validDepth)
             var sum: Float = 0
-            for p in 0..<n where f.depth[p] > 0 {
-                let e = r.depth[p] - f.depth[p]
+            for p in 0..<n {
+                let d = f.usableDepth(p)
+                guard d > 0 else { continue }
+                let e = r.depth[p] - d
                 sum += abs(e)
                 g[p] = e > 0 ? scale : (e < 0 ? -scale : 0)
             }

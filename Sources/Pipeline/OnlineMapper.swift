@@ -316,10 +316,10 @@ public final class OnlineMapper {
             let g = a.gaussians
             gaussians = bytes(g.means) + bytes(g.logScales) + bytes(g.rotations) + bytes(g.opacityLogits)
                 + bytes(g.colors)
-            for f in a.frames { gaussians += bytes(f.color) + bytes(f.depth) }
+            for m in a.state.adam { gaussians += bytes(m.m) + bytes(m.v) } // frames share the keyframes' pixels
         }
         return [("keyframe images (\(keyframes.count))", images), ("ray pixels", training), ("fields", fields),
-                ("block meshes", meshes), ("Gaussians + their frames", gaussians)]
+                ("block meshes", meshes), ("Gaussians + Adam moments", gaussians)]
     }
 
     /// Blocks with a mesh in the mesher.
