@@ -7,6 +7,9 @@ import MapCore
 public struct GaussianTrainerConfig: Sendable, Codable, Equatable {
     /// New Gaussians are seeded on every `seedStride`-th pixel (in x and y) of a keyframe's unexplained depth.
     public var seedStride = 3
+    /// Frames wider than this are trained on at an integer fraction of their size (2x2 box-filtered colour, depth
+    /// averaged where a block agrees), so a 640x480 stream costs what a 320x240 one does. Renders can use any size.
+    public var maxTrainingWidth = 320
     /// A pixel is unexplained when the current Gaussians cover it with alpha below this, ...
     public var seedAlpha: Float = 0.5
     /// ... or their normalised depth differs from the measured depth by more than `seedDepthMetres` + `seedDepthRatio` d.
@@ -47,7 +50,7 @@ public struct GaussianTrainerConfig: Sendable, Codable, Equatable {
     public init() {}
 
     public func validate() throws {
-        guard seedStride >= 1, densifyEvery >= 1, maxGaussians >= 1 else {
+        guard seedStride >= 1, densifyEvery >= 1, maxGaussians >= 1, maxTrainingWidth >= 16 else {
             throw ConfigError("seed stride, densify interval and Gaussian cap must be positive")
         }
         guard (0...1).contains(seedAlpha), seedOpacity > 0, seedOpacity < 1 else {
@@ -73,8 +76,8 @@ public struct GaussianStepStats: Sendable, Equatable {
     public init() {}
 }
 
-/// A keyframe as the appearance branch needs it. The pixel arrays are the frame's own (shared, not copied): 8-bit
-/// interleaved RGB and depth in metres, used where it lies in [near, far].
+/// A keyframe as the appearance branch needs it: 8-bit interleaved RGB and depth in metres, used where it lies in
+/// [near, far]. At most `maxWidth` wide: the frame's own arrays (shared, not copied), or reduced by an integer factor.
 public struct GaussianFrame: Sendable {
     public var index: Int
     public var camera: SplatCamera
@@ -83,13 +86,47 @@ public struct GaussianFrame: Sendable {
     public var near: Float, far: Float
     public var validDepth: Int
 
-    public init(_ frame: Frame, near: Float, far: Float) {
+    public init(_ frame: Frame, near: Float, far: Float, maxWidth: Int = .max) {
         index = frame.index
-        camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: frame.intrinsics)
-        rgb = frame.rgb.data
-        depth = frame.depth.data
         self.near = near; self.far = far
+        let k = frame.intrinsics, f = max(1, (k.width + maxWidth - 1) / maxWidth)
+        if f == 1 {
+            camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: k)
+            rgb = frame.rgb.data
+            depth = frame.depth.data
+        } else {
+            let w = k.width / f, h = k.height / f, s = Double(f)
+            camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: Intrinsics(
+                fx: k.fx / s, fy: k.fy / s, cx: (k.cx + 0.5) / s - 0.5, cy: (k.cy + 0.5) / s - 0.5, width: w, height: h))
+            (rgb, depth) = Self.reduce(frame, factor: f, width: w, height: h, near: near, far: far)
+        }
         validDepth = depth.reduce(0) { $0 + ($1.isFinite && $1 >= near && $1 <= far ? 1 : 0) }
+    }
+
+    /// Box-filters colour over f x f blocks; depth is the mean of a block's usable values when they span at most
+    /// 5 % of it (else 0: no depth across an edge, where a mean would float between surfaces).
+    static func reduce(_ frame: Frame, factor f: Int, width w: Int, height h: Int, near: Float, far: Float)
+        -> ([UInt8], [Float]) {
+        let W = frame.intrinsics.width
+        var rgb = [UInt8](repeating: 0, count: 3 * w * h), depth = [Float](repeating: 0, count: w * h)
+        for y in 0..<h {
+            for x in 0..<w {
+                var c = SIMD3<Int>(repeating: 0), sum: Float = 0, n: Float = 0
+                var lo = Float.infinity, hi: Float = 0
+                for j in 0..<f {
+                    for i in 0..<f {
+                        let p = (y * f + j) * W + x * f + i
+                        c &+= SIMD3(Int(frame.rgb.data[3 * p]), Int(frame.rgb.data[3 * p + 1]), Int(frame.rgb.data[3 * p + 2]))
+                        let d = frame.depth.data[p]
+                        if d.isFinite && d >= near && d <= far { sum += d; n += 1; lo = min(lo, d); hi = max(hi, d) }
+                    }
+                }
+                let q = y * w + x, area = f * f
+                for ch in 0..<3 { rgb[3 * q + ch] = UInt8((c[ch] + area / 2) / area) }
+                if n > 0, hi - lo <= 0.05 * (sum / n) { depth[q] = sum / n }
+            }
+        }
+        return (rgb, depth)
     }
 
     /// The depth of pixel p if usable, else 0.
@@ -144,7 +181,7 @@ public final class GaussianTrainer {
     /// Adds a keyframe and (with `seeding`) seeds Gaussians on its unexplained surface; returns its slot.
     @discardableResult
     public func add(_ frame: Frame, seeding: Bool = true) -> Int {
-        let f = GaussianFrame(frame, near: config.near, far: config.far)
+        let f = GaussianFrame(frame, near: config.near, far: config.far, maxWidth: config.maxTrainingWidth)
         if seeding { seed(from: f) }
         frames.append(f)
         return frames.count - 1
@@ -220,8 +257,8 @@ public final class GaussianTrainer {
 
         var stats = GaussianStepStats()
         f.color(into: &target)
-        var (l1, gradColor) = ImageLosses.l1WithGradient(r.color, target)
-        stats.l1 = l1
+        var gradColor: [Float]
+        (stats.l1, gradColor) = ImageLosses.l1WithGradient(r.color, target)
         if config.ssimWeight > 0 {
             let (ssim, g) = ImageLosses.ssimWithGradient(r.color, target, width: cam.width, height: cam.height,
                                                          channels: 3, threads: config.threads)
@@ -243,7 +280,6 @@ public final class GaussianTrainer {
             stats.depth = sum * scale
             gradDepth = g
         }
-        _ = l1
         let grads = GaussianSplatting.backward(gaussians, camera: cam, render: r, gradColor: gradColor,
                                                gradDepth: gradDepth, gradAlpha: nil, options: options)
         steps += 1

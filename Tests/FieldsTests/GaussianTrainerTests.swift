@@ -71,6 +71,35 @@ final class GaussianTrainerTests: XCTestCase {
         XCTAssertGreaterThan(after, 27, "held-out PSNR \(after) dB")
     }
 
+    func testWideFramesAreReducedByAnIntegerFactor() {
+        // 6x4 frame, max width 3 -> factor 2, 3x2 pixels; colour box-filtered; depth averaged unless a block spans
+        // an edge (> 5 % apart) or has no usable value.
+        let k = Intrinsics(fx: 10, fy: 12, cx: 2.5, cy: 1.5, width: 6, height: 4)
+        var rgb = [UInt8](repeating: 0, count: 6 * 4 * 3)
+        for p in 0..<24 { rgb[3 * p] = UInt8(10 * p); rgb[3 * p + 1] = 7; rgb[3 * p + 2] = 255 }
+        var depth = [Float](repeating: 2, count: 24)
+        depth[2] = 2.02            // block (1, 0): 2, 2.02, 2, 2 -> mean 2.005
+        depth[4] = 3               // block (2, 0): 3 and 2 -> an edge -> 0
+        depth[12] = 0; depth[13] = .nan; depth[18] = 0; depth[19] = 0  // block (0, 1): nothing usable -> 0
+        let frame = Frame(index: 0, rgb: RGBImage(width: 6, height: 4, channels: 3, data: rgb),
+                          depth: DepthImage(width: 6, height: 4, channels: 1, data: depth), T_W_C: .identity,
+                          intrinsics: k)
+        let g = GaussianFrame(frame, near: 0.1, far: 8, maxWidth: 3)
+        XCTAssertEqual([g.camera.width, g.camera.height], [3, 2])
+        XCTAssertEqual([g.camera.fx, g.camera.fy, g.camera.cx, g.camera.cy], [5, 6, 1, 0.5])
+        // Red of block (0, 0) = mean of pixels 0, 1, 6, 7 -> 10 * 3.5 = 35; green / blue constant.
+        XCTAssertEqual(Array(g.rgb[0..<3]), [35, 7, 255])
+        XCTAssertEqual(g.depth[0], 2)
+        XCTAssertEqual(g.depth[1], 2.005, accuracy: 1e-6)
+        XCTAssertEqual(g.depth[2], 0)
+        XCTAssertEqual(g.depth[3], 0)
+        XCTAssertEqual(g.validDepth, 4)
+        // Narrow frames keep their own arrays.
+        let same = GaussianFrame(frame, near: 0.1, far: 8, maxWidth: 6)
+        XCTAssertEqual(same.rgb, rgb)
+        XCTAssertEqual(same.camera.width, 6)
+    }
+
     func testDensifyClonesSmallSplitsLargeAndPrunes() throws {
         let t = try GaussianTrainer(config: Self.config())
         var g = GaussianSet()
