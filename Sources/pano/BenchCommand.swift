@@ -106,8 +106,11 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "Snapshot every N keyframes.")
     var snapshotEvery = 5
 
-    @Option(help: "Refinement steps when the source ends (geometry; panoptic gets 2/3 of it).")
+    @Option(help: "Refinement steps when the source ends (geometry; panoptic gets 2/3 of it, appearance 2/5).")
     var finalSteps = OnlineMapperConfig().finalGeometrySteps
+
+    @Option(help: "Keyframes kept at most (the memory budget of the map; the oldest redundant one is dropped beyond it).")
+    var maxKeyframes = KeyframePolicy().maxKeyframes
 
     @Option(help: "Output directory (a session; replaced).")
     var out = "out/bench-pipeline"
@@ -129,7 +132,9 @@ struct PipelineBench: ParsableCommand {
             config.snapshotEveryKeyframes = snapshotEvery
             config.mapper.finalGeometrySteps = finalSteps
             config.mapper.finalPanopticSteps = finalSteps * 2 / 3
+            config.mapper.finalAppearanceSteps = finalSteps * 2 / 5
             config.source = ["kind": "replay", "path": path, "format": "", "realtime": "0"]
+            config.mapper.keyframes.maxKeyframes = maxKeyframes
             let session = try MappingSession(config: config, info: source.info, directory: dir)
             let sampler = RSSSampler()
             let budget = config.mapper.keyframes.maxKeyframes
