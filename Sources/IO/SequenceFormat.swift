@@ -53,12 +53,19 @@ public struct SequenceManifest: Sendable, Equatable, Codable {
     }
 }
 
-/// Calibration JSON referenced by `sequence.json`'s `calibration` field: `{"intrinsics": {"fx":..,"fy":..,"cx":..,
-/// "cy":..}, "width": W, "height": H}`; the full per-device schema lives in `calibration/`.
+/// Calibration JSON referenced by `sequence.json`'s `calibration` field: either `{"intrinsics": {"fx":..,"fy":..,"cx":..,
+/// "cy":..}, "width": W, "height": H}` or a per-device file of `calibration/` (its colour camera is used).
 struct CalibrationIntrinsicsFile: Codable {
     var intrinsics: SequenceManifest.PinholeIntrinsics
     var width: Int
     var height: Int
+}
+
+/// A per-device calibration file (`calibration/README.md`, format `pano-calibration`): a sequence's frames are in the
+/// colour camera, so its intrinsics are `color_camera`'s (the USBCamera module validates the whole file).
+struct DeviceCalibrationColourCamera: Codable {
+    struct Camera: Codable { var fx: Double, fy: Double, cx: Double, cy: Double, width: Int, height: Int }
+    var color_camera: Camera
 }
 
 /// Masks JSON of one frame.
@@ -112,13 +119,17 @@ public struct PanoSequenceReader: SequenceReader {
         } else if let c = m.calibration {
             let url = directory.appendingPathComponent(c)
             let data = try Files.read(url, what: "calibration file")
-            let cal: CalibrationIntrinsicsFile
-            do { cal = try JSONDecoder().decode(CalibrationIntrinsicsFile.self, from: Data(data)) } catch {
-                throw MapError(.badCalibration, "calibration file is not valid (\(error))", file: url.path,
-                               hint: "see calibration/README.md for the schema")
+            if let cal = try? JSONDecoder().decode(CalibrationIntrinsicsFile.self, from: Data(data)) {
+                intr = Intrinsics(fx: cal.intrinsics.fx, fy: cal.intrinsics.fy, cx: cal.intrinsics.cx,
+                                  cy: cal.intrinsics.cy, width: cal.width, height: cal.height)
+            } else {
+                let c: DeviceCalibrationColourCamera.Camera
+                do { c = try JSONDecoder().decode(DeviceCalibrationColourCamera.self, from: Data(data)).color_camera } catch {
+                    throw MapError(.badCalibration, "calibration file is not valid (\(error))", file: url.path,
+                                   hint: "see calibration/README.md for the schema")
+                }
+                intr = Intrinsics(fx: c.fx, fy: c.fy, cx: c.cx, cy: c.cy, width: c.width, height: c.height)
             }
-            intr = Intrinsics(fx: cal.intrinsics.fx, fy: cal.intrinsics.fy, cx: cal.intrinsics.cx, cy: cal.intrinsics.cy,
-                              width: cal.width, height: cal.height)
             try intr.validate(source: url.path)
         } else {
             throw MapError(.badCalibration, "neither 'intrinsics' nor 'calibration' is given", file: manifestURL.path,

@@ -51,6 +51,36 @@ final class SequenceFormatTests: XCTestCase {
         }
     }
 
+    func testCalibrationFileGivesTheIntrinsics() throws {
+        let tmp = try TempDirectory(); defer { tmp.remove() }
+        try write(tmp.url)
+        let manifestURL = tmp.url.appendingPathComponent("sequence.json")
+        func useCalibration(_ text: String) throws {
+            try Data(text.utf8).write(to: tmp.url.appendingPathComponent("cal.json"))
+            var m = try JSONSerialization.jsonObject(with: Data(contentsOf: manifestURL)) as! [String: Any]
+            m["intrinsics"] = nil
+            m["calibration"] = "cal.json"
+            try JSONSerialization.data(withJSONObject: m).write(to: manifestURL)
+        }
+        // The intrinsics-only shape.
+        try useCalibration(#"{"intrinsics": {"fx": 12, "fy": 11, "cx": 4.5, "cy": 2.5}, "width": 10, "height": 6}"#)
+        XCTAssertEqual(try PanoSequenceReader(directory: tmp.url).info.intrinsics, k)
+        // The repository's per-device file: the colour camera's intrinsics.
+        let device = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("calibration/kinect-v1.json")
+        try useCalibration(String(decoding: try Data(contentsOf: device), as: UTF8.self))
+        let cal = try JSONSerialization.jsonObject(with: Data(contentsOf: device)) as! [String: Any]
+        let colour = cal["color_camera"] as! [String: Any]
+        let got = try PanoSequenceReader(directory: tmp.url).info.intrinsics
+        XCTAssertEqual(got.fx, colour["fx"] as! Double)
+        XCTAssertEqual(got.width, colour["width"] as! Int)
+        // Neither shape: a typed error naming the file.
+        try useCalibration(#"{"focal": 5}"#)
+        XCTAssertThrowsError(try PanoSequenceReader(directory: tmp.url)) { e in
+            XCTAssertEqual((e as? MapError)?.kind, .badCalibration)
+        }
+    }
+
     func testCRLFPoseFileReads() throws {
         let tmp = try TempDirectory(); defer { tmp.remove() }
         try write(tmp.url)
