@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["MapCore", "Kernels", "IO"]),
         .target(name: "Synthetic", dependencies: ["MapCore", "IO"]),
         .target(name: "USBCamera", dependencies: ["MapCore", "CLibUSB"]),
+        .target(name: "Tracking", dependencies: ["MapCore"]),
         .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels"]),
         .target(
             name: "Pipeline",
@@ -52,6 +53,7 @@ let package = Package(
                                                     "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Kernels", "MapCore", "IO", "TestSupport"]),
         .testTarget(name: "USBCameraTests", dependencies: ["USBCamera"]),
+        .testTarget(name: "TrackingTests", dependencies: ["Tracking", "MapCore", "IO", "Synthetic", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Fields", "Evaluation", "IO", "MapCore", "Synthetic",
                                                       "TestSupport"]),
     ],
