@@ -17,12 +17,14 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
-/// A progress line on stderr: rewritten in place on a terminal, printed every ~10% otherwise.
+/// A progress line on stderr: rewritten in place on a terminal, printed every ~10% otherwise (every 10 s when the
+/// total is unknown, i.e. 0).
 final class Progress {
     let label: String
     let total: Int
     let start = Date()
     private var lastPrintedTenth = -1
+    private var lastPrinted = Date.distantPast
     private let interactive = isatty(STDERR_FILENO) != 0
 
     init(_ label: String, total: Int) { self.label = label; self.total = total }
@@ -34,9 +36,12 @@ final class Progress {
         let line = String(format: "%@ %d/%d  %.1f/s  ETA %.0fs%@", label, done, total, rate, eta, extra.isEmpty ? "" : "  " + extra)
         if interactive {
             FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K" + (done == total ? "\n" : "")).utf8))
-        } else {
-            let tenth = total > 0 ? done * 10 / total : 10
+        } else if total > 0 {
+            let tenth = done * 10 / total
             if tenth != lastPrintedTenth { lastPrintedTenth = tenth; FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        } else if Date().timeIntervalSince(lastPrinted) >= 10 {
+            lastPrinted = Date()
+            FileHandle.standardError.write(Data((line + "\n").utf8))
         }
     }
 }
