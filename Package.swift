@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["MapCore", "Kernels", "IO"]),
         .target(name: "Synthetic", dependencies: ["MapCore", "IO"]),
         .target(name: "USBCamera", dependencies: ["MapCore", "CLibUSB"]),
-        .target(name: "Tracking", dependencies: ["MapCore"]),
+        .target(name: "Tracking", dependencies: ["MapCore", "Kernels"]),
         .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels"]),
         .target(
             name: "Pipeline",
@@ -41,6 +41,7 @@ let package = Package(
             name: "pano",
             dependencies: [
                 "MapCore", "IO", "Synthetic", "Kernels", "Fields", "Evaluation", "USBCamera", "Pipeline", "TestSupport",
+                "Tracking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
