@@ -163,22 +163,9 @@ enum ReferenceRGBD {
             return out
         }
 
-        /// 3x3 binomial blur (1 2 1)², edges clamped: smoother gradients, less pixel noise.
+        /// The tracker's own 3x3 binomial blur: already one plain loop, nothing for a twin to restate.
         static func blurred(_ a: [Float], width w: Int, height h: Int) -> [Float] {
-            var tmp = a, out = a
-            for y in 0..<h {
-                for x in 0..<w {
-                    let l = a[y * w + max(0, x - 1)], r = a[y * w + min(w - 1, x + 1)]
-                    tmp[y * w + x] = (l + 2 * a[y * w + x] + r) / 4
-                }
-            }
-            for y in 0..<h {
-                for x in 0..<w {
-                    let u = tmp[max(0, y - 1) * w + x], d = tmp[min(h - 1, y + 1) * w + x]
-                    out[y * w + x] = (u + 2 * tmp[y * w + x] + d) / 4
-                }
-            }
-            return out
+            RGBDTracker.Pyramid.blurred(a, width: w, height: h)
         }
 
         /// Edge-aware 5x5 mean (a cheap bilateral filter): each valid pixel becomes the mean of the valid neighbours
