@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Synthetic", dependencies: ["MapCore", "IO"]),
         .target(name: "USBCamera", dependencies: ["MapCore", "CLibUSB"]),
         .target(name: "Tracking", dependencies: ["MapCore", "Kernels"]),
-        .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels"]),
+        .target(name: "TestSupport", dependencies: ["MapCore", "IO", "Synthetic", "Kernels", "USBCamera"]),
         .target(
             name: "Pipeline",
             dependencies: [
@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "FieldsTests", dependencies: ["Fields", "Kernels", "MapCore", "IO", "Synthetic", "TestSupport",
                                                     "Evaluation"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Kernels", "MapCore", "IO", "TestSupport"]),
-        .testTarget(name: "USBCameraTests", dependencies: ["USBCamera"]),
+        .testTarget(name: "USBCameraTests", dependencies: ["USBCamera", "MapCore", "TestSupport"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "MapCore", "IO", "Synthetic", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Fields", "Evaluation", "IO", "MapCore", "Synthetic",
                                                       "TestSupport"]),
