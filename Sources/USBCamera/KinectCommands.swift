@@ -54,6 +54,7 @@ public struct KinectCommandError: Error, Sendable, Equatable, CustomStringConver
         self.reason = reason; self.message = message
     }
 
+    /// The message, with what to do.
     public var description: String {
         "Kinect control protocol: \(message) — replug the camera and retry; if it persists, the camera's firmware "
             + "speaks another dialect than the one documented in KinectCommands.swift"
@@ -203,6 +204,7 @@ public struct KinectRegisterWrite: Sendable, Equatable, CustomStringConvertible 
         self.address = address; self.value = value; self.purpose = purpose
     }
 
+    /// "reg 0xADDR <- 0xVALUE (purpose)".
     public var description: String {
         "reg 0x\(KinectCommand.hex(address)) <- 0x\(KinectCommand.hex(value)) (\(purpose))"
     }

@@ -302,6 +302,8 @@ public final class LibUSBTransport: USBTransport {
 
     // MARK: USBTransport
 
+    /// A synchronous control transfer (`libusb_control_transfer`). OUT: sends `data`, returns []; IN: returns the
+    /// bytes read (at most `length`). Throws `.invalidParameter` when the byte count does not fit wLength.
     public func control(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, data: [UInt8], length: Int,
                         timeoutMilliseconds: UInt32) throws(USBError) -> [UInt8] {
         let deviceToHost = requestType & 0x80 != 0
@@ -324,6 +326,9 @@ public final class LibUSBTransport: USBTransport {
         return []
     }
 
+    /// Starts reception on each of `endpoints` not already streaming: `transfersPerEndpoint` transfers of
+    /// `packetsPerTransfer` packets, each packet buffer the larger of `maxPacketBytes` and the endpoint's own limit.
+    /// May be called once per endpoint with different packet sizes.
     public func startIsochronous(endpoints: [UInt8], maxPacketBytes: Int) throws(USBError) {
         guard !endpoints.isEmpty, endpoints.allSatisfy({ $0 & 0x80 != 0 }) else {
             throw USBError.invalidParameter(operation: "start isochronous reception: endpoints \(endpoints) must be "
@@ -341,7 +346,9 @@ public final class LibUSBTransport: USBTransport {
                              maxConsecutiveErrors: config.maxConsecutiveTransferErrors)
             self.state = state
         }
-        if events == nil { events = EventLoop(context: context, state: state, pollMilliseconds: config.eventPollMilliseconds) }
+        if events == nil {
+            events = EventLoop(context: context, state: state, pollMilliseconds: config.eventPollMilliseconds)
+        }
 
         for endpoint in endpoints where !streams.contains(where: { $0.endpoint == endpoint }) {
             let what = "isochronous endpoint 0x\(hex2(endpoint))"
@@ -371,6 +378,9 @@ public final class LibUSBTransport: USBTransport {
         }
     }
 
+    /// The packets received since the last call (all endpoints, arrival order; the packets of one transfer share
+    /// its completion time), waiting up to `timeoutMilliseconds` for one. Packets that arrived before a fatal error
+    /// are returned first; then every call throws that error (`.noDevice` once the camera is unplugged).
     public func receive(timeoutMilliseconds: UInt32) throws(USBError) -> [CapturedPacket] {
         guard let state else {
             // Not streaming: nothing can arrive.
@@ -380,6 +390,8 @@ public final class LibUSBTransport: USBTransport {
         return try state.take(timeoutMilliseconds: timeoutMilliseconds)
     }
 
+    /// Cancels every transfer, waits (at most `stopTimeoutMilliseconds`) for them to come back, stops the event
+    /// thread and frees them. Queued packets and a recorded error are discarded. Safe to call twice.
     public func stopIsochronous() {
         guard let state else { return }
         let inFlight = state.beginStopping()
