@@ -123,6 +123,30 @@ public final class ScriptedTransport: USBTransport, @unchecked Sendable {
     /// Whether the failure point was reached.
     public var hasFailed: Bool { lock.withLock { failed } }
 
+    /// Cuts raw Kinect isochronous packets (e.g. from `KinectStreamGenerator`, interleaved) into batches of
+    /// `packetsPerBatch`, each packet on the endpoint of its stream by its header (depth 0x82, colour 0x81; a packet
+    /// without a valid header goes to the depth endpoint), host times `nanosecondsPerPacket` apart.
+    public static func kinectBatches(_ packets: [[UInt8]], packetsPerBatch: Int = 16,
+                                     nanosecondsPerPacket: UInt64 = 125_000) -> [[CapturedPacket]] {
+        let size = max(1, packetsPerBatch)
+        var out: [[CapturedPacket]] = []
+        var batch: [CapturedPacket] = []
+        for (i, bytes) in packets.enumerated() {
+            var endpoint = KinectDevice.depthEndpoint
+            if case .success(let header) = KinectPacketHeader.parse(bytes), header.stream == .colour {
+                endpoint = KinectDevice.colourEndpoint
+            }
+            batch.append(CapturedPacket(endpoint: endpoint, hostNanoseconds: UInt64(i) &* nanosecondsPerPacket,
+                                        bytes: bytes))
+            if batch.count == size {
+                out.append(batch)
+                batch = []
+            }
+        }
+        if !batch.isEmpty { out.append(batch) }
+        return out
+    }
+
     /// Appends batches to the script (e.g. from another thread, to feed a running pipeline).
     public func append(_ more: [[CapturedPacket]]) { lock.withLock { batches += more } }
 

@@ -142,6 +142,8 @@ public final class KinectDevice: PacketSource {
         for write in KinectRegisters.start {
             try writeRegister(write.address, write.value)
         }
+        // Packets the camera sends before reception starts are simply not collected (isochronous data is never
+        // retried); the assemblers wait for the next start of frame.
         try transport.startIsochronous(endpoints: [Self.colourEndpoint], maxPacketBytes: Self.colourMaxPacketBytes)
         try transport.startIsochronous(endpoints: [Self.depthEndpoint], maxPacketBytes: Self.depthMaxPacketBytes)
         streaming = true

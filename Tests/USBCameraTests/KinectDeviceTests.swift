@@ -216,6 +216,33 @@ final class KinectDeviceTests: XCTestCase {
         XCTAssertEqual(transport.stopCount, 1)
     }
 
+    /// Generated frames through the scripted transport and the driver reach the assemblers whole.
+    func testGeneratedFramesPassThroughTheDriver() throws {
+        var format = KinectStreamGenerator.Config()
+        format.depth = KinectStreamFormat(stream: .depth, frameBytes: 11 * 40, payloadBytes: 100)
+        format.colour = KinectStreamFormat(stream: .colour, frameBytes: 300, payloadBytes: 64)
+        var generator = try KinectStreamGenerator(config: format)
+        let depth = try generator.depthPackets((0..<320).map { UInt16($0 * 6) })  // 320 px * 11 bit = 440 B
+        let colour = try generator.colourPackets((0..<300).map { UInt8($0 & 0xFF) })
+        let batches = ScriptedTransport.kinectBatches(KinectStreamGenerator.interleave(depth, colour),
+                                                      packetsPerBatch: 3)
+        let camera = KinectDevice(transport: ScriptedTransport(batches: batches), config: fastConfig())
+        try camera.start()
+        var depthAssembler = try KinectFrameAssembler(format: format.depth)
+        var colourAssembler = try KinectFrameAssembler(format: format.colour)
+        var frames: [KinectRawFrame] = []
+        for _ in batches {
+            for p in try camera.nextPackets() ?? [] {
+                let frame = p.endpoint == KinectDevice.depthEndpoint ? depthAssembler.consume(p.bytes)
+                    : colourAssembler.consume(p.bytes)
+                if let frame { frames.append(frame) }
+            }
+        }
+        XCTAssertEqual(frames.map(\.stream).sorted { $0.rawValue < $1.rawValue }, [.depth, .colour])
+        XCTAssertEqual(camera.stats.depthPackets, depth.count)
+        XCTAssertEqual(camera.stats.colourPackets, colour.count)
+    }
+
     func testMisuseIsTyped() {
         let camera = KinectDevice(transport: ScriptedTransport(), config: fastConfig())
         XCTAssertThrowsError(try camera.nextPackets()) { error in
