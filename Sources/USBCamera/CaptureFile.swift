@@ -43,7 +43,9 @@ public struct CaptureMetadata: Sendable, Equatable, Codable {
     public var version: Int
     /// Human-readable camera model, e.g. "Microsoft Kinect v1".
     public var cameraModel: String
+    /// USB vendor id of the recording device (JSON: "vendor_id", 4 hex digits).
     public var vendorID: UInt16
+    /// USB product id of the recording device (JSON: "product_id", 4 hex digits).
     public var productID: UInt16
     /// The calibration of the device that recorded the capture (decoding needs it).
     public var calibration: DeviceCalibration
@@ -52,6 +54,7 @@ public struct CaptureMetadata: Sendable, Equatable, Codable {
     /// Free-form text (where, what, who).
     public var note: String
 
+    /// Metadata of the current format and version.
     public init(cameraModel: String, vendorID: UInt16, productID: UInt16, calibration: DeviceCalibration,
                 frameRate: Double, note: String = "", version: Int = CaptureFormat.currentVersion) {
         self.format = Self.formatName; self.version = version; self.cameraModel = cameraModel
@@ -65,6 +68,7 @@ public struct CaptureMetadata: Sendable, Equatable, Codable {
         case frameRate = "frame_rate_hz"
     }
 
+    /// Encodes the documented JSON (the calibration as a nested pano-calibration object).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(format, forKey: .format)
@@ -79,6 +83,8 @@ public struct CaptureMetadata: Sendable, Equatable, Codable {
         try c.encode(tree, forKey: .calibration)
     }
 
+    /// Decodes the documented JSON; the nested calibration is validated by `DeviceCalibration.decode` (its errors
+    /// are `MapError`s). Prefer `CaptureMetadata.decode(_:source:)`, which also checks format and version.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         format = try c.decode(String.self, forKey: .format)
@@ -202,6 +208,7 @@ private enum CaptureJSON: Codable {
 public enum CaptureFormat {
     /// "PANOCAP\0".
     public static let magic: [UInt8] = [0x50, 0x41, 0x4E, 0x4F, 0x43, 0x41, 0x50, 0x00]
+    /// The version this build writes and reads.
     public static let currentVersion = 1
     /// Magic, version, metadata length.
     public static let headerBytes = 16
@@ -251,6 +258,7 @@ public final class CaptureWriter {
     public let url: URL
     /// Where the capture is written while recording (`<url>.partial`).
     public let partialURL: URL
+    /// The metadata written at the start of the capture.
     public let metadata: CaptureMetadata
     /// Buffered bytes that trigger a write.
     public var flushBytes: Int
@@ -375,7 +383,9 @@ public final class CaptureWriter {
 /// With `paced`, packets are released no faster than their host times (a live-like replay); otherwise as fast as
 /// the consumer pulls.
 public final class CaptureReader: PacketSource {
+    /// The file being replayed.
     public let url: URL
+    /// The capture's metadata (camera, calibration, frame rate, note).
     public let metadata: CaptureMetadata
     /// The binary header's format version.
     public let formatVersion: Int
@@ -490,6 +500,9 @@ public final class CaptureReader: PacketSource {
         buffer.removeLast(chunk - got)
     }
 
+    /// Up to `batchSize` packets in recorded order; nil at the end of the capture (or at an incomplete last record,
+    /// see `truncatedTail`). Throws `MapError(.corruptFile)` for a record with an impossible length, or
+    /// `.ioFailure` when reading fails.
     public func nextPackets() throws -> [CapturedPacket]? {
         guard !ended, fd >= 0 else { return nil }
         var out: [CapturedPacket] = []
@@ -547,16 +560,17 @@ public final class CaptureReader: PacketSource {
         }
         guard let body = try Self.take(length, fd: fd, buffer: &buffer, position: &position, atEOF: &atEOF,
                                        source: source) else {
-            noteTail()
+            noteTail(consumed: CaptureFormat.recordHeaderBytes)
             return nil
         }
         fileOffset += CaptureFormat.recordHeaderBytes + length
         return CapturedPacket(endpoint: endpoint, hostNanoseconds: host, bytes: Array(body))
     }
 
-    /// At the end of the data: leftover bytes are an incomplete last record.
-    private func noteTail() {
-        let left = buffer.count - position
+    /// At the end of the data: leftover bytes (plus `consumed` bytes of it already taken) are an incomplete last
+    /// record.
+    private func noteTail(consumed: Int = 0) {
+        let left = buffer.count - position + consumed
         if left > 0 {
             truncatedTail = true
             truncatedBytes = left
@@ -564,6 +578,7 @@ public final class CaptureReader: PacketSource {
         ended = true
     }
 
+    /// Closes the file; `nextPackets()` then returns nil. Safe to call twice.
     public func close() {
         if fd >= 0 { Glibc.close(fd); fd = -1 }
         ended = true
@@ -576,11 +591,14 @@ public final class CaptureReader: PacketSource {
 /// Passes packets through from another source while appending every batch to a capture (`pano` recording while it
 /// maps). `close()` closes the source and finishes the capture; an error finishing is kept in `finishError`.
 public final class RecordingPacketSource: PacketSource {
+    /// The source being recorded.
     public let source: PacketSource
+    /// The capture being written.
     public let writer: CaptureWriter
     /// Set when `close()` could not finish the capture (the .partial file then holds the recording).
     public private(set) var finishError: MapError?
 
+    /// Records everything `source` delivers into `writer`.
     public init(source: PacketSource, writer: CaptureWriter) {
         self.source = source
         self.writer = writer

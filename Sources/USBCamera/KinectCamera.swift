@@ -41,6 +41,7 @@ public struct KinectCameraStats: Sendable, Equatable {
     /// Measured device-clock ticks per frame (nil until two consecutive frames of one stream arrived).
     public var framePeriodTicks: UInt32?
 
+    /// All counters zero.
     public init() {}
 
     /// Frames lost: the assemblers' drops plus unpaired frames.
@@ -54,8 +55,11 @@ public struct KinectCameraStats: Sendable, Equatable {
 /// timestamps in seconds of host time: the arrival of the frame's first packet, relative to the first packet of the
 /// source.
 public final class KinectCamera: RGBDCamera {
+    /// Stream formats and pairing; the defaults suit the camera's 640x480 modes.
     public struct Config: Sendable, Equatable {
+        /// How the depth stream cuts frames into packets (must match the depth camera's size).
         public var depthFormat: KinectStreamFormat = .depth640x480
+        /// How the colour stream cuts frames into packets (must match the colour camera's size).
         public var colourFormat: KinectStreamFormat = .colour640x480
         /// Largest device-timestamp difference (ticks) at which a depth and a colour frame pair; nil = automatic,
         /// strictly less than half the measured frame period.
@@ -64,12 +68,17 @@ public final class KinectCamera: RGBDCamera {
         /// as unpaired (a stream that stopped).
         public var maxQueuedFrames = 4
 
+        /// The defaults.
         public init() {}
     }
 
+    /// The device's calibration (cameras, depth→colour transform, depth model).
     public let calibration: DeviceCalibration
+    /// Stream formats and pairing settings.
     public let config: Config
+    /// Where the packets come from (closed by `close()`).
     public let source: PacketSource
+    /// The colour camera's intrinsics: frames are delivered in the colour camera.
     public var intrinsics: Intrinsics { calibration.colorCamera }
 
     private var router: KinectPacketRouter
@@ -149,8 +158,11 @@ public final class KinectCamera: RGBDCamera {
         return s
     }
 
+    /// Frames lost so far: both assemblers' drops plus unpaired frames (see `stats` for reasons).
     public var droppedFrames: Int { stats.droppedFrames }
 
+    /// The next paired and decoded frame; nil once the source has ended and every complete frame was delivered (or
+    /// after `close()`). Rethrows the source's errors.
     public func nextFrame() throws -> CameraFrame? {
         while !closed {
             if !ready.isEmpty {
@@ -170,6 +182,7 @@ public final class KinectCamera: RGBDCamera {
         return nil
     }
 
+    /// Closes the source; `nextFrame()` then returns nil. Safe to call twice.
     public func close() {
         guard !closed else { return }
         closed = true

@@ -29,7 +29,9 @@ extension DeviceCalibration {
 
 /// USB endpoints of the Kinect v1 camera's iso streams.
 public enum KinectEndpoint {
+    /// The colour (Bayer) stream's endpoint.
     public static let colour: UInt8 = 0x81
+    /// The depth (11-bit) stream's endpoint.
     public static let depth: UInt8 = 0x82
 }
 
@@ -38,6 +40,7 @@ public enum KinectEndpoint {
 /// colour packets are interleaved in proportion, as the two endpoints' transfers arrive. Both streams of a frame
 /// carry the same device timestamp.
 public struct KinectCaptureGenerator: Sendable {
+    /// The device the packets pretend to come from.
     public let calibration: DeviceCalibration
     /// Frames per second (host times).
     public let frameRate: Double
