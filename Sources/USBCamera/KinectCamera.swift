@@ -16,7 +16,8 @@ import MapCore
 // not documented in the sources we found (the OpenKinect protocol notes describe the header's timestamp field but
 // not its units), so the period is measured in device ticks instead of assumed: it is the timestamp difference of
 // two consecutive frames of one stream, recognised by their start-of-frame sequence numbers differing by exactly one
-// frame's packet count. `Config.pairingToleranceTicks` overrides it. Until a period is known, frames wait (at the
+// frame's packet count (or, failing that, the smallest timestamp step between successive frames of a stream).
+// `Config.pairingToleranceTicks` overrides it. Until a period is known, frames wait (at the
 // end of a stream without a period, only equal timestamps pair).
 //
 // Frames that find no partner are dropped. If the partner was itself dropped by its assembler (damaged), the loss is
@@ -98,6 +99,7 @@ public final class KinectCamera: RGBDCamera {
     private var excused: [KinectStream: Int] = [:]
     private var delivered = 0
     private var periodTicks: UInt32?
+    private var periodFromSequence = false
 
     private struct Entry {
         var frame: KinectRawFrame
@@ -217,13 +219,21 @@ public final class KinectCamera: RGBDCamera {
     }
 
     /// Two consecutive frames of a stream (start sequences one frame's packet count apart) give the frame period.
+    /// Should a device number its packets differently, the smallest positive timestamp step between successive
+    /// complete frames of a stream stands in until a sequence-checked period is seen (lost frames only make steps
+    /// longer, so the smallest is one frame once two consecutive frames arrived).
     private func measurePeriod(_ frame: KinectRawFrame) {
         defer { lastComplete[frame.stream] = frame }
         guard let last = lastComplete[frame.stream] else { return }
-        let format = frame.stream == .depth ? config.depthFormat : config.colourFormat
-        guard frame.firstSequence &- last.firstSequence == UInt8(truncatingIfNeeded: format.packetsPerFrame) else { return }
         let ticks = frame.timestamp &- last.timestamp
-        if ticks > 0 && ticks < UInt32.max / 2 { periodTicks = ticks }
+        guard ticks > 0 && ticks < UInt32.max / 2 else { return }
+        let format = frame.stream == .depth ? config.depthFormat : config.colourFormat
+        if frame.firstSequence &- last.firstSequence == UInt8(truncatingIfNeeded: format.packetsPerFrame) {
+            periodTicks = ticks
+            periodFromSequence = true
+        } else if !periodFromSequence {
+            periodTicks = min(periodTicks ?? ticks, ticks)
+        }
     }
 
     // MARK: - Pairing

@@ -244,6 +244,47 @@ final class KinectCameraTests: XCTestCase {
         XCTAssertNil(camOne.stats.framePeriodTicks)
     }
 
+    /// Rewrites every packet's header: `sequence` gets the packet's index within its frame (a device numbering per
+    /// frame), and colour timestamps are shifted by `colourOffset` ticks (sensors with a phase offset).
+    private func rewriteHeaders(_ perFrame: [[CapturedPacket]], perFrameSequence: Bool, colourOffset: UInt32)
+        -> [CapturedPacket] {
+        perFrame.flatMap { frame -> [CapturedPacket] in
+            var index: [KinectStream: UInt8] = [:]
+            return frame.map { p in
+                var p = p
+                guard case .success(var h) = KinectPacketHeader.parse(p.bytes) else { return p }
+                if perFrameSequence { h.sequence = index[h.stream, default: 0]; index[h.stream, default: 0] &+= 1 }
+                if h.stream == .colour { h.timestamp &+= colourOffset }
+                p.bytes.replaceSubrange(0..<KinectPacketHeader.byteCount, with: h.encoded())
+                return p
+            }
+        }
+    }
+
+    func testPairingToleratesPhaseOffsetsAndPerFrameSequenceNumbers() throws {
+        let cal = try DeviceCalibration.synthetic(intrinsics: Self.syntheticIntrinsics)
+        let perFrame = try encode((0..<5).map { Self.scene(frame: $0) }, calibration: cal)
+        let (clean, _) = try decodeAll(perFrame.flatMap { $0 }, calibration: cal)
+        let period: UInt32 = 1_000_000   // KinectStreamGenerator's default ticks per frame
+        for (perFrameSequence, offset) in [(false, period / 3), (true, 0), (true, UInt32.max - period / 3 + 1)] {
+            let what = "per-frame sequence \(perFrameSequence), colour offset \(Int32(bitPattern: offset)) ticks"
+            let (got, camera) = try decodeAll(rewriteHeaders(perFrame, perFrameSequence: perFrameSequence,
+                                                             colourOffset: offset), calibration: cal)
+            XCTAssertTrue(got == clean, what)
+            XCTAssertEqual(camera.droppedFrames, 0, what)
+            XCTAssertEqual(camera.stats.framePeriodTicks, period, what)
+        }
+        // Colour more than half a frame late pairs with the next depth frame: the first depth and last colour frame
+        // are left over.
+        let (late, camera) = try decodeAll(rewriteHeaders(perFrame, perFrameSequence: false,
+                                                          colourOffset: period * 2 / 3), calibration: cal)
+        XCTAssertEqual(late.count, 4)
+        XCTAssertEqual(late.map(\.depth), clean[1...].map(\.depth))
+        XCTAssertEqual(late.map(\.rgb), clean[..<4].map(\.rgb))
+        XCTAssertEqual(camera.droppedFrames, 2)
+        XCTAssertEqual(camera.stats.unpairedFrames, [.depth: 1, .colour: 1])
+    }
+
     // MARK: - Replay
 
     func testReplayThroughCaptureFileEqualsInMemoryDecode() throws {
