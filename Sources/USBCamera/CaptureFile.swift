@@ -283,6 +283,11 @@ public final class CaptureWriter {
         self.metadata = metadata
         self.flushBytes = flushBytes
         self.flushInterval = flushInterval
+        guard metadata.format == CaptureMetadata.formatName, metadata.version == CaptureFormat.currentVersion else {
+            throw MapError(.badArgument, "metadata says format '\(metadata.format)' version \(metadata.version); this "
+                           + "build writes '\(CaptureMetadata.formatName)' version \(CaptureFormat.currentVersion)",
+                           file: url.path, hint: "create the metadata with CaptureMetadata.init")
+        }
         let header: [UInt8]
         do { header = try CaptureFormat.header(metadata) } catch {
             throw MapError(.badArgument, "cannot encode the capture metadata (\(error))", file: url.path,
@@ -554,6 +559,7 @@ public final class CaptureReader: PacketSource {
             (p[0], readLE(p, 1), Int(readLE(p, 9) as UInt32))
         }
         guard length <= CaptureFormat.maxBlockBytes else {
+            ended = true
             throw MapError(.corruptFile, "record \(recordsRead + 1) at byte \(recordStart) claims \(length) bytes "
                            + "(limit \(CaptureFormat.maxBlockBytes))", file: source,
                            hint: "the capture is damaged from this record on; replay stops here")

@@ -240,6 +240,11 @@ final class CaptureFileTests: XCTestCase {
             XCTAssertEqual((e as? MapError)?.kind, .corruptFile)
             XCTAssertEqual((e as? MapError)?.file, hugeURL.path)
         }
+        XCTAssertNil(try reader.nextPackets(), "the replay stops at the damage")
+        // The writer refuses metadata of another format or version instead of writing a file readers would refuse.
+        XCTAssertThrowsError(try CaptureWriter(url: dir.appending("future.panocap"), metadata: future)) {
+            XCTAssertEqual(($0 as? MapError)?.kind, .badArgument)
+        }
     }
 
     func testRecordingPacketSourcePassesThroughAndRecords() throws {
