@@ -34,7 +34,7 @@ let package = Package(
         .target(
             name: "Pipeline",
             dependencies: [
-                "MapCore", "IO", "Kernels", "Fields", "Evaluation", "Synthetic",
+                "MapCore", "IO", "Kernels", "Fields", "Evaluation", "Synthetic", "Tracking", "USBCamera",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "USBCameraTests", dependencies: ["USBCamera", "MapCore", "TestSupport"]),
         .testTarget(name: "TrackingTests", dependencies: ["Tracking", "MapCore", "IO", "Synthetic", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Fields", "Evaluation", "IO", "MapCore", "Synthetic",
-                                                      "TestSupport"]),
+                                                      "TestSupport", "Tracking", "USBCamera"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -95,38 +95,11 @@ public struct GaussianFrame: Sendable {
             rgb = frame.rgb.data
             depth = frame.depth.data
         } else {
-            let w = k.width / f, h = k.height / f, s = Double(f)
-            camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: Intrinsics(
-                fx: k.fx / s, fy: k.fy / s, cx: (k.cx + 0.5) / s - 0.5, cy: (k.cy + 0.5) / s - 0.5, width: w, height: h))
-            (rgb, depth) = Self.reduce(frame, factor: f, width: w, height: h, near: near, far: far)
+            camera = SplatCamera(T_W_C: frame.T_W_C, intrinsics: k.reduced(by: f))
+            (rgb, depth) = FrameReduction.reduce(rgb: frame.rgb.data, depth: frame.depth.data, width: k.width,
+                                                 height: k.height, factor: f, near: near, far: far)
         }
         validDepth = depth.reduce(0) { $0 + ($1.isFinite && $1 >= near && $1 <= far ? 1 : 0) }
-    }
-
-    /// Box-filters colour over f x f blocks; depth is the mean of a block's usable values when they span at most
-    /// 5 % of it (else 0: no depth across an edge, where a mean would float between surfaces).
-    static func reduce(_ frame: Frame, factor f: Int, width w: Int, height h: Int, near: Float, far: Float)
-        -> ([UInt8], [Float]) {
-        let W = frame.intrinsics.width
-        var rgb = [UInt8](repeating: 0, count: 3 * w * h), depth = [Float](repeating: 0, count: w * h)
-        for y in 0..<h {
-            for x in 0..<w {
-                var c = SIMD3<Int>(repeating: 0), sum: Float = 0, n: Float = 0
-                var lo = Float.infinity, hi: Float = 0
-                for j in 0..<f {
-                    for i in 0..<f {
-                        let p = (y * f + j) * W + x * f + i
-                        c &+= SIMD3(Int(frame.rgb.data[3 * p]), Int(frame.rgb.data[3 * p + 1]), Int(frame.rgb.data[3 * p + 2]))
-                        let d = frame.depth.data[p]
-                        if d.isFinite && d >= near && d <= far { sum += d; n += 1; lo = min(lo, d); hi = max(hi, d) }
-                    }
-                }
-                let q = y * w + x, area = f * f
-                for ch in 0..<3 { rgb[3 * q + ch] = UInt8((c[ch] + area / 2) / area) }
-                if n > 0, hi - lo <= 0.05 * (sum / n) { depth[q] = sum / n }
-            }
-        }
-        return (rgb, depth)
     }
 
     /// The depth of pixel p if usable, else 0.

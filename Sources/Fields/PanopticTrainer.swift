@@ -172,11 +172,21 @@ public final class PanopticTrainer {
     /// Adds a frame (with or without masks); returns its slot.
     @discardableResult
     public func add(_ frame: Frame) -> Int {
-        let thingIndex = Dictionary(uniqueKeysWithValues: thingClasses.enumerated().map { (Int($0.element), $0.offset) })
-        frames.append(PanopticTrainingFrame(frame, near: config.near, far: config.far,
-                                            classIndex: { [semantic] in semantic.classIndex(ofClassID: $0) },
-                                            thingIndex: { thingIndex[$0] }))
+        frames.append(trainingFrame(frame))
         return frames.count - 1
+    }
+
+    /// Replaces the frame in `slot` (the same keyframe, now with the masks that arrived for it).
+    public func replace(slot: Int, with frame: Frame) {
+        precondition(frames.indices.contains(slot), "PanopticTrainer.replace: no slot \(slot)")
+        frames[slot] = trainingFrame(frame)
+    }
+
+    func trainingFrame(_ frame: Frame) -> PanopticTrainingFrame {
+        let thingIndex = Dictionary(uniqueKeysWithValues: thingClasses.enumerated().map { (Int($0.element), $0.offset) })
+        return PanopticTrainingFrame(frame, near: config.near, far: config.far,
+                                     classIndex: { [semantic] in semantic.classIndex(ofClassID: $0) },
+                                     thingIndex: { thingIndex[$0] })
     }
 
     /// Removes the frame in `slot`; later slots move down by one (the online mapper's keyframe budget).

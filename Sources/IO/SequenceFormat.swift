@@ -69,6 +69,31 @@ struct DeviceCalibrationColourCamera: Codable {
 }
 
 /// Masks JSON of one frame.
+/// A frame's 2D masks on disk (sequence directories, the live mask inbox): a 16-bit id image (0 = no segment) and a
+/// JSON file `{"segments": [{"id": 1, "class": 2, "score": 0.9}, ...]}`.
+public enum MaskFiles {
+    /// Reads the pair; a missing or unreadable file is a `MapError` naming it.
+    public static func read(image: URL, segments: URL, frame: Int) throws -> FrameMasks {
+        let ids = try ImageFiles.readGray16(image, frame: frame, what: "mask image")
+        let data = try Files.read(segments, frame: frame, what: "mask JSON")
+        do {
+            let file = try JSONDecoder().decode(MaskFile.self, from: Data(data))
+            return FrameMasks(ids: ids, segments: file.segments)
+        } catch {
+            throw MapError(.badMask, "mask JSON is not valid (\(error))", file: segments.path, frame: frame,
+                           hint: "write {\"segments\": [{\"id\": 1, \"class\": 2, \"score\": 0.9}]}")
+        }
+    }
+
+    /// Writes the pair, each atomically; the JSON last (a reader polling for the JSON finds the image in place).
+    public static func write(_ masks: FrameMasks, image: URL, segments: URL) throws {
+        try Files.writeAtomically(try PNGCodec.encodeGray16(masks.ids), to: image)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try Files.writeAtomically(try enc.encode(MaskFile(segments: masks.segments)), to: segments)
+    }
+}
+
 struct MaskFile: Codable {
     var segments: [MaskSegment]
 }
@@ -188,16 +213,7 @@ public struct PanoSequenceReader: SequenceReader {
         let raw = try ImageFiles.readGray16(url("depth", i, "png"), frame: i, what: "depth image")
         var masks: FrameMasks?
         if manifest.hasMasks {
-            let ids = try ImageFiles.readGray16(url("masks", i, "png"), frame: i, what: "mask image")
-            let jsonURL = url("masks", i, "json")
-            let data = try Files.read(jsonURL, frame: i, what: "mask JSON")
-            do {
-                let file = try JSONDecoder().decode(MaskFile.self, from: Data(data))
-                masks = FrameMasks(ids: ids, segments: file.segments)
-            } catch {
-                throw MapError(.badMask, "mask JSON is not valid (\(error))", file: jsonURL.path, frame: i,
-                               hint: "write {\"segments\": [{\"id\": 1, \"class\": 2, \"score\": 0.9}]}")
-            }
+            masks = try MaskFiles.read(image: url("masks", i, "png"), segments: url("masks", i, "json"), frame: i)
         }
         return Frame(index: i, timestamp: timestamps[i], rgb: rgb,
                      depth: ImageFiles.depthMetres(raw, unitsPerMetre: manifest.depthScale), T_W_C: poses[i],
@@ -250,10 +266,7 @@ public final class SequenceWriter {
                 try Files.createDirectory(directory.appendingPathComponent("masks"))
                 manifest.hasMasks = true
             }
-            try Files.writeAtomically(try PNGCodec.encodeGray16(masks.ids), to: url("masks", i, "png"))
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            try Files.writeAtomically(try enc.encode(MaskFile(segments: masks.segments)), to: url("masks", i, "json"))
+            try MaskFiles.write(masks, image: url("masks", i, "png"), segments: url("masks", i, "json"))
         }
         let m = frame.T_W_C.rowMajor4x4
         let numbers = [Double(i), frame.timestamp ?? Double(i) / (manifest.frameRate ?? 30)] + Array(m[0..<12])

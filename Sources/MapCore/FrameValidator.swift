@@ -43,7 +43,8 @@ public struct FrameValidator: Sendable {
         if let masks = frame.masks { try validate(masks, frame: i, size: frame.depth.size, files: files) }
     }
 
-    func validate(_ masks: FrameMasks, frame i: Int, size: ImageSize, files: String?) throws {
+    /// Checks masks on their own: size, channel count, segment ids and classes.
+    public func validate(_ masks: FrameMasks, frame i: Int, size: ImageSize, files: String?) throws {
         guard masks.ids.size == size, masks.ids.channels == 1 else {
             throw MapError(.sizeMismatch, "mask image is \(masks.ids.size) but depth is \(size)", file: files, frame: i,
                            hint: "masks must have the depth resolution")

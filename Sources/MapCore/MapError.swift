@@ -13,6 +13,8 @@ public struct MapError: Error, Sendable, Equatable, CustomStringConvertible {
         case badArgument = "bad argument"
         case ioFailure = "I/O failure"
         case unsupported = "unsupported"
+        case deviceLost = "device lost"
+        case trackingLost = "tracking lost"
     }
 
     public var kind: Kind

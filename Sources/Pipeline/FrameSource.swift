@@ -50,6 +50,13 @@ public struct IndexedFrames: AsyncSequence, Sendable {
     var duration: Double? = nil
     let read: @Sendable (Int) -> Result<Frame, MapError>
 
+    /// Frames `start..<count` produced by `read`, one every `interval` seconds (nil: as fast as they are asked for),
+    /// ending `duration` seconds after the first was asked for (nil: at `count`).
+    public init(count: Int, start: Int, interval: Double? = nil, duration: Double? = nil,
+                read: @escaping @Sendable (Int) -> Result<Frame, MapError>) {
+        self.count = count; self.start = start; self.interval = interval; self.duration = duration; self.read = read
+    }
+
     public struct AsyncIterator: AsyncIteratorProtocol {
         var next: Int
         let owner: IndexedFrames

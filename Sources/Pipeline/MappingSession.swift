@@ -17,8 +17,31 @@ public struct SessionConfig: Sendable, Codable, Equatable {
     public var queueCapacity = 8
     /// How to reopen the source on resume: free-form description written by the CLI.
     public var source: [String: String] = [:]
+    /// Keep the keyframes in `OUT/keyframes/` (`KeyframeStore`): resume reads them there instead of from the source.
+    /// Needed when the source cannot give a keyframe back by index with the pose it was mapped at (a live camera, a
+    /// tracked stream) or when its masks arrived later (the mask inbox).
+    public var storeKeyframes = false
+    /// Directory of the mask inbox (`MaskInbox`), or nil: masks come with the frames, or not at all.
+    public var maskInbox: String?
+    /// When the source ends, wait up to this many seconds for masks of keyframes that have none yet.
+    public var maskWaitSeconds: Double = 0
 
     public init() {}
+
+    // Keys added after the first version are optional in a saved configuration.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        mapper = try c.decode(OnlineMapperConfig.self, forKey: .mapper)
+        snapshotEveryKeyframes = try c.decode(Int.self, forKey: .snapshotEveryKeyframes)
+        snapshotEverySeconds = try c.decode(Double.self, forKey: .snapshotEverySeconds)
+        checkpointEveryKeyframes = try c.decode(Int.self, forKey: .checkpointEveryKeyframes)
+        skipBadFrames = try c.decode(Bool.self, forKey: .skipBadFrames)
+        queueCapacity = try c.decode(Int.self, forKey: .queueCapacity)
+        source = try c.decode([String: String].self, forKey: .source)
+        storeKeyframes = try c.decodeIfPresent(Bool.self, forKey: .storeKeyframes) ?? false
+        maskInbox = try c.decodeIfPresent(String.self, forKey: .maskInbox)
+        maskWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .maskWaitSeconds) ?? 0
+    }
 }
 
 /// Counters shown on the progress line and returned at the end.
@@ -50,6 +73,8 @@ public struct SessionProgress: Sendable, Equatable, Codable {
     /// Seconds the optimizer spent on snapshots (copying the state out and waiting for the writer, which builds
     /// and writes them concurrently); `snapshotSecondsTotal` is the writer's time.
     public var snapshotBlockingSeconds: Double = 0
+    /// Keyframes that got their masks through the mask inbox.
+    public var masksReceived = 0
 
     public init() {}
 
@@ -74,6 +99,7 @@ public struct SessionProgress: Sendable, Equatable, Codable {
         optimizerSeconds = try c.decode(Double.self, forKey: .optimizerSeconds)
         keyframesIntegrated = try c.decodeIfPresent(Int.self, forKey: .keyframesIntegrated) ?? keyframes
         snapshotBlockingSeconds = try c.decodeIfPresent(Double.self, forKey: .snapshotBlockingSeconds) ?? 0
+        masksReceived = try c.decodeIfPresent(Int.self, forKey: .masksReceived) ?? 0
     }
 }
 
@@ -283,6 +309,11 @@ public actor MappingSession {
     var pendingSnapshot: Task<Void, Never>?
     var snapshotOwed = false
     var snapshotFailure: (any Error)?
+    /// Where keyframes are kept when the source cannot give them back (`SessionConfig.storeKeyframes`), and the
+    /// keyframe sets of the last two checkpoints (their files must stay).
+    let keyframeStore: KeyframeStore?
+    var checkpointKeyframes: [Set<Int>] = []
+    let inbox: MaskInbox?
 
     /// A new session writing into `directory` (session.json, session/, snapshots/, map/).
     public init(config: SessionConfig, info: SourceInfo, directory: URL) throws {
@@ -292,6 +323,7 @@ public actor MappingSession {
         keyframeState = KeyframeManagerState()
         position = 0
         checkpointSequence = 0
+        (keyframeStore, inbox) = try Self.liveParts(config, directory: directory, vocabulary: info.vocabulary)
         try Files.createDirectory(directory)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -299,13 +331,21 @@ public actor MappingSession {
     }
 
     /// A session continued from the newest valid checkpoint in `directory` (refused ones are logged).
+    /// Keyframes are re-read from the source by index, or from `OUT/keyframes/` when the session keeps them there.
     public init(resuming directory: URL, info: SourceInfo, frames: (Int) throws -> Frame) throws {
         self.directory = directory
         let store = CheckpointStore(directory: directory.appendingPathComponent("session"))
         let (checkpoint, dir, refused) = try store.loadLatest()
         for (url, e) in refused { pipelineLog.error("refused checkpoint \(url.lastPathComponent): \(e)") }
         pipelineLog.info("resuming from \(dir.lastPathComponent)")
-        let restored = try SessionState.restore(checkpoint, info: info, frames: frames)
+        let saved = try Self.savedConfig(directory)
+        (keyframeStore, inbox) = try Self.liveParts(saved, directory: directory, vocabulary: info.vocabulary)
+        let restored: SessionState.Restored
+        if let keyframeStore {
+            restored = try SessionState.restore(checkpoint, info: info, frames: { try keyframeStore.read($0) })
+        } else {
+            restored = try SessionState.restore(checkpoint, info: info, frames: frames)
+        }
         config = restored.config
         mapper = restored.mapper
         keyframeState = restored.keyframeState
@@ -316,6 +356,15 @@ public actor MappingSession {
         // Snapshots written after that checkpoint (before a crash) keep their numbers; new ones go above them.
         snapshotSequence = max(restored.snapshotSequence,
                                SnapshotStore(directory: directory.appendingPathComponent("snapshots")).nextSequence() - 1)
+    }
+
+    static func liveParts(_ config: SessionConfig, directory: URL, vocabulary: Vocabulary?) throws
+        -> (KeyframeStore?, MaskInbox?) {
+        let store = config.storeKeyframes
+            ? KeyframeStore(directory: directory.appendingPathComponent("keyframes"), colourPreviews: config.maskInbox != nil)
+            : nil
+        let inbox = try config.maskInbox.map { try MaskInbox(directory: URL(fileURLWithPath: $0), vocabulary: vocabulary) }
+        return (store, inbox)
     }
 
     /// The saved configuration of a session directory.
@@ -366,7 +415,9 @@ public actor MappingSession {
         // The optimizer loop (this task owns the mapper).
         while let e = await keyframes.receive() {
             if let failure = snapshotFailure { throw failure }
+            try deliverMasks() // masks that arrived join this keyframe's panoptic rounds
             let r = try mapper.integrate(e.frame)
+            try keyframeStore?.write(e.frame)
             progress.optimizerSeconds += r.seconds
             progress.keyframesIntegrated += 1
             progress.framesRead = await frontend.read
@@ -418,6 +469,7 @@ public actor MappingSession {
             throw failure
         }
         try await snapshotsIdle()
+        try await waitForMasks(report: report)
         MemoryTrim.releaseFreedMemory() // mapping's working memory (frames, snapshot transients) is not needed again
         progress.stage = "refining"
         report?(progress)
@@ -433,6 +485,32 @@ public actor MappingSession {
         progress.elapsed = previous + Date().timeIntervalSince(start)
         report?(progress)
         return progress
+    }
+
+    /// Gives the keyframes waiting for masks those that arrived in the inbox (and keeps the updated keyframes).
+    func deliverMasks() throws {
+        guard let inbox else { return }
+        for (i, masks) in inbox.poll(wanted: mapper.keyframesAwaitingMasks) {
+            guard let frame = mapper.attachMasks(masks, toKeyframe: i) else { continue }
+            try keyframeStore?.write(frame)
+            progress.masksReceived += 1
+        }
+    }
+
+    /// After the source ended: waits up to `maskWaitSeconds` for the masks of keyframes that have none.
+    func waitForMasks(report: (@Sendable (SessionProgress) -> Void)?) async throws {
+        guard inbox != nil, config.maskWaitSeconds > 0 else { return }
+        let deadline = Date().addingTimeInterval(config.maskWaitSeconds)
+        progress.stage = "waiting for masks"
+        try deliverMasks()
+        while !mapper.keyframesAwaitingMasks.isEmpty && Date() < deadline && !stop.isSet {
+            report?(progress)
+            try await Task.sleep(nanoseconds: 200_000_000)
+            try deliverMasks()
+        }
+        _ = mapper.panopticRounds()
+        let missing = mapper.keyframesAwaitingMasks.count
+        if missing > 0 { pipelineLog.warning("\(missing) keyframes got no masks (mapped with geometry and appearance only)") }
     }
 
     /// Starts the next snapshot: copies the map state out (cheap: arrays are shared copy-on-write) and has the
@@ -491,6 +569,12 @@ public actor MappingSession {
                                             snapshotSequence: snapshotSequence, final: final)
         _ = try await store.save(c)
         progress.checkpoints += 1
+        if let keyframeStore {
+            // Keep the files of the keyframes this checkpoint and the previous one (the fallback) refer to.
+            if checkpointKeyframes.isEmpty { checkpointKeyframes = [Set(keyframeStore.indices())] }
+            checkpointKeyframes = Array((checkpointKeyframes + [Set(mapper.keyframes.map(\.index))]).suffix(2))
+            keyframeStore.prune(keeping: checkpointKeyframes.reduce(into: Set<Int>()) { $0.formUnion($1) })
+        }
     }
 
     /// Writes the final map (everything re-meshed): mesh.ply, points.ply, legend.json into `dir`.

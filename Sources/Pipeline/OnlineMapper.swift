@@ -111,6 +111,13 @@ public final class OnlineMapper {
     /// The cube the fields cover.
     public private(set) var bounds: SceneBounds?
     var mesher: BlockMesher?
+    /// Source indices of the keyframes in the order their masks became available (at integration, or later through
+    /// `attachMasks`), and how many of these arrivals have had their panoptic round (see `panopticRounds`).
+    public internal(set) var maskArrivals: [Int] = []
+    public internal(set) var roundsDone = 0
+    /// Draws the panoptic windows' older keyframes: its own generator, so the windows do not depend on when the masks
+    /// arrived relative to the geometry steps.
+    var windowRNG: SeededRNG
     /// Blocks whose part of the field changed since the last snapshot.
     public private(set) var dirty: Set<BlockKey> = []
     var rng: SeededRNG
@@ -120,6 +127,7 @@ public final class OnlineMapper {
         self.config = config
         self.info = info
         rng = SeededRNG(seed: config.seed &+ 7)
+        windowRNG = SeededRNG(seed: config.seed &+ 11)
     }
 
     var usesPanoptic: Bool {
@@ -193,17 +201,62 @@ public final class OnlineMapper {
             for s in slots { ages[s] += 1 }
         }
         markDirty(slots)
-        if let panoptic {
-            let ready = slots.filter { ages[$0] >= config.panopticMinAge }
-            if !ready.isEmpty {
-                for _ in 0..<config.panopticStepsPerKeyframe { report.panoptic = panoptic.step(slots: ready) }
-            }
-        }
+        if frame.masks != nil { maskArrivals.append(frame.index) }
+        report.panoptic = panopticRounds()
         if let appearance {
             for _ in 0..<config.appearanceStepsPerKeyframe { report.appearance = appearance.step(slots: slots) }
         }
         report.seconds = Date().timeIntervalSince(t0)
         return report
+    }
+
+    /// Gives keyframe `index` the masks that arrived for it (the mask inbox): they join the panoptic steps from the
+    /// next one on. Returns the updated keyframe, or nil when `index` is not a kept keyframe or already has masks.
+    public func attachMasks(_ masks: FrameMasks, toKeyframe index: Int) -> Frame? {
+        guard let slot = keyframes.firstIndex(where: { $0.index == index }), keyframes[slot].masks == nil else { return nil }
+        keyframes[slot].masks = masks
+        panoptic?.replace(slot: slot, with: keyframes[slot])
+        maskArrivals.append(index)
+        return keyframes[slot]
+    }
+
+    /// The panoptic budget of every keyframe whose masks arrived since the last call: per arrival,
+    /// `panopticStepsPerKeyframe` steps on the window of that moment in arrival order — the last `window` keyframes to
+    /// get masks plus `replayed` older ones (those past `panopticMinAge` geometry steps). Keyframes are taken in the
+    /// order their masks arrived, not the order they were integrated: with masks arriving late, the panoptic
+    /// optimisation sees the same sequence of windows as with masks arriving with their frames, only later.
+    public func panopticRounds() -> PanopticStepStats? {
+        guard let panoptic else { maskArrivals.removeAll(); return nil }
+        var stats: PanopticStepStats?
+        while roundsDone < maskArrivals.count {
+            let end = roundsDone + 1
+            let policy = config.keyframes
+            let recent = Array(max(0, end - policy.window)..<end)
+            let older = max(0, end - policy.window)
+            var chosen = recent
+            if older > 0 && policy.replayed > 0 {
+                if older <= policy.replayed { chosen = Array(0..<older) + recent } else {
+                    var picked = Set<Int>()
+                    while picked.count < policy.replayed { picked.insert(Int(windowRNG.next() % UInt64(older))) }
+                    chosen = picked.sorted() + recent
+                }
+            }
+            let ready = chosen.compactMap { j -> Int? in
+                guard let slot = keyframes.firstIndex(where: { $0.index == maskArrivals[j] }),
+                      ages[slot] >= config.panopticMinAge else { return nil }
+                return slot
+            }
+            if !ready.isEmpty {
+                for _ in 0..<config.panopticStepsPerKeyframe { stats = panoptic.step(slots: ready) }
+            }
+            roundsDone = end
+        }
+        return stats
+    }
+
+    /// Kept keyframes without masks yet, by source index, with their image size.
+    public var keyframesAwaitingMasks: [Int: ImageSize] {
+        Dictionary(uniqueKeysWithValues: keyframes.filter { $0.masks == nil }.map { ($0.index, $0.depth.size) })
     }
 
     /// Refinement over all keyframes once the source has ended (every block becomes dirty).

@@ -24,6 +24,10 @@ enum SessionState {
         var progress: SessionProgress
         var snapshotSequence: Int
         var final: Bool
+        /// Mask arrival order and panoptic rounds done (see `OnlineMapper.panopticRounds`); absent in older states.
+        var maskArrivals: [Int]?
+        var panopticRoundsDone: Int?
+        var panopticWindowRNG: SeededRNG?
     }
 
     static func checkpoint(sequence: Int, config: SessionConfig, mapper: OnlineMapper,
@@ -32,7 +36,8 @@ enum SessionState {
         let core = Core(config: config, geometry: mapper.geometry?.state, panoptic: mapper.panoptic?.state,
                         keyframeIndices: mapper.keyframes.map(\.index), ages: mapper.ages, observed: mapper.observed,
                         mapperRNG: mapper.rng, keyframeState: keyframeState, position: position, progress: progress,
-                        snapshotSequence: snapshotSequence, final: final)
+                        snapshotSequence: snapshotSequence, final: final, maskArrivals: mapper.maskArrivals,
+                        panopticRoundsDone: mapper.roundsDone, panopticWindowRNG: mapper.windowRNG)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var blobs: [String: [UInt8]] = ["state.json": Array(try enc.encode(core))]
@@ -75,6 +80,9 @@ enum SessionState {
                            hint: "start a new run")
         }
         try mapper.restore(keyframes: keyframes, ages: core.ages, observed: core.observed, rng: core.mapperRNG)
+        mapper.maskArrivals = core.maskArrivals ?? keyframes.filter { $0.masks != nil }.map(\.index)
+        mapper.roundsDone = core.panopticRoundsDone ?? mapper.maskArrivals.count
+        if let r = core.panopticWindowRNG { mapper.windowRNG = r }
         if let g = mapper.geometry {
             guard let blob = c.blobs["geometry.bin"], let s = core.geometry else {
                 throw MapError(.badFormat, "checkpoint \(c.sequence) lacks the geometry state", hint: "start a new run")
