@@ -18,13 +18,15 @@ public struct LiveSource: FrameSource {
     public let vocabulary: Vocabulary?
     public let reduction: Int
     public let paced: Bool
+    /// A recording (frames before `start` are skipped on resume) rather than a device (numbering continues).
+    public let isReplay: Bool
     let open: @Sendable () throws -> any RGBDCamera
 
     /// `open` makes the camera when the stream starts (and again for every `frames(from:)`).
     public init(name: String, intrinsics: Intrinsics, frameRate: Double?, vocabulary: Vocabulary?, reduction: Int = 1,
-                paced: Bool, open: @escaping @Sendable () throws -> any RGBDCamera) {
+                paced: Bool, isReplay: Bool, open: @escaping @Sendable () throws -> any RGBDCamera) {
         self.name = name; self.cameraIntrinsics = intrinsics; self.frameRate = frameRate; self.vocabulary = vocabulary
-        self.reduction = max(1, reduction); self.paced = paced; self.open = open
+        self.reduction = max(1, reduction); self.paced = paced; self.isReplay = isReplay; self.open = open
     }
 
     public var info: SourceInfo {
@@ -75,7 +77,11 @@ public struct LiveFrames: AsyncSequence, Sendable {
         var stream: AsyncStream<Result<CameraFrame, MapError>>.AsyncIterator?
         var reader: CameraReader?
 
-        init(source: LiveSource, start: Int) { self.source = source; self.next = start }
+        init(source: LiveSource, start: Int) {
+            self.source = source
+            next = start
+            skipped = source.isReplay ? 0 : start // a device numbers on from `start`, a replay skips to it
+        }
         deinit { reader?.stop(); camera?.close() }
 
         public func next() async -> SourceFrame? {

@@ -601,6 +601,8 @@ public actor MappingSession {
 
     public var currentProgress: SessionProgress { progress }
     public var keyframeCount: Int { mapper.keyframes.count }
+    /// The newest keyframe (a tracked stream continues from it on resume).
+    public var lastKeyframe: Frame? { mapper.keyframes.last }
     /// The mapper's long-lived buffers (see `OnlineMapper.footprint`).
     public var footprint: [(what: String, bytes: Int)] { mapper.footprint }
     /// Block meshes the session's own mapper holds (none except during the export).

@@ -90,7 +90,6 @@ final class LateMaskTests: XCTestCase {
         let onTime = try MappingSession(config: config, info: SyntheticSource(scene: scene).info,
                                         directory: tmp.appending("on-time"))
         try await onTime.run(SyntheticSource(scene: scene))
-        print("DEBUG on-time legend", Files.exists(tmp.appending("on-time/map/legend.json")))
 
         // The same frames without masks; masks arrive through the inbox 1.5 s after each keyframe was stored.
         var late = config
