@@ -11,7 +11,7 @@ struct Pano: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pano",
         abstract: "Online panoptic 3D mapping from posed RGB-D frames and 2D masks.",
-        subcommands: [Demo.self, Run.self, Resume.self, Export.self, Render.self, Inspect.self, Convert.self, Train.self, Bench.self, Devices.self, Eval.self])
+        subcommands: [Demo.self, Run.self, Live.self, Record.self, Resume.self, Export.self, Render.self, Inspect.self, Convert.self, Train.self, Bench.self, Devices.self, Eval.self])
 
     static func main() {
         keepFrameSizedBlocksInHeap()

@@ -6,6 +6,7 @@ import IO
 import MapCore
 import Pipeline
 import Synthetic
+import Tracking
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,6 +34,36 @@ struct Run: ParsableCommand {
     @Flag(help: "Replay at the recorded frame rate (frames are dropped when the mapper falls behind).")
     var realtime = false
 
+    @Flag(help: "Ignore the sequence's poses (except the first, which anchors the world frame): track the camera with RGB-D odometry. Keyframes are kept in OUT/keyframes/.")
+    var track = false
+
+    @Option(help: "With `synthetic`: number of frames.")
+    var syntheticFrames = 60
+
+    @Option(help: "With `synthetic`: image width (height is 3/4 of it).")
+    var syntheticWidth = 320
+
+    @OptionGroup var mapping: MappingOptions
+
+    func run() throws {
+        try reportingErrors {
+            var config = mapping.sessionConfig()
+            config.storeKeyframes = track
+            config.source = sequence == "synthetic"
+                ? ["kind": "synthetic", "seed": String(mapping.seed), "frames": String(syntheticFrames),
+                   "width": String(syntheticWidth)]
+                : ["kind": "replay", "path": URL(fileURLWithPath: sequence).standardizedFileURL.path,
+                   "format": format ?? "", "realtime": realtime ? "1" : "0"]
+            if track { config.source["track"] = "1" }
+            let source = try openSource(config.source)
+            let session = try MappingSession(config: config, info: source.info, directory: URL(fileURLWithPath: out))
+            try runSession(session, source: source, label: "run")
+        }
+    }
+}
+
+/// Options of the online mapper shared by `pano run` and `pano live`.
+struct MappingOptions: ParsableArguments {
     @Option(help: "Random seed (same seed and settings: same map).")
     var seed: UInt64 = 1
 
@@ -75,40 +106,24 @@ struct Run: ParsableCommand {
     @Flag(help: "Log and skip frames that fail to decode or validate.")
     var skipBadFrames = false
 
-    @Option(help: "With `synthetic`: number of frames.")
-    var syntheticFrames = 60
-
-    @Option(help: "With `synthetic`: image width (height is 3/4 of it).")
-    var syntheticWidth = 320
-
-    func run() throws {
-        try reportingErrors {
-            var config = SessionConfig()
-            config.mapper.seed = seed
-            config.mapper.geometryStepsPerKeyframe = geometrySteps
-            config.mapper.panopticStepsPerKeyframe = panopticSteps
-            config.mapper.finalGeometrySteps = finalSteps
-            config.mapper.finalPanopticSteps = finalSteps * 2 / 3
-            config.mapper.extent = extent
-            config.mapper.panoptic = !noPanoptic
-            config.mapper.appearance = !noAppearance
-            config.mapper.appearanceStepsPerKeyframe = appearanceSteps
-            config.mapper.finalAppearanceSteps = finalAppearanceSteps
-            config.mapper.keyframes.holdOut = holdOut
-            config.snapshotEveryKeyframes = snapshotEvery
-            config.snapshotEverySeconds = snapshotSeconds
-            config.checkpointEveryKeyframes = checkpointEvery
-            config.skipBadFrames = skipBadFrames
-            config.source = sequence == "synthetic"
-                ? ["kind": "synthetic", "seed": String(seed), "frames": String(syntheticFrames),
-                   "width": String(syntheticWidth)]
-                : ["kind": "replay", "path": URL(fileURLWithPath: sequence).standardizedFileURL.path,
-                   "format": format ?? "", "realtime": realtime ? "1" : "0"]
-            let source = try openSource(config.source)
-            let outDir = URL(fileURLWithPath: out)
-            let session = try MappingSession(config: config, info: source.info, directory: outDir)
-            try runSession(session, source: source, label: "run")
-        }
+    func sessionConfig() -> SessionConfig {
+        var config = SessionConfig()
+        config.mapper.seed = seed
+        config.mapper.geometryStepsPerKeyframe = geometrySteps
+        config.mapper.panopticStepsPerKeyframe = panopticSteps
+        config.mapper.finalGeometrySteps = finalSteps
+        config.mapper.finalPanopticSteps = finalSteps * 2 / 3
+        config.mapper.extent = extent
+        config.mapper.panoptic = !noPanoptic
+        config.mapper.appearance = !noAppearance
+        config.mapper.appearanceStepsPerKeyframe = appearanceSteps
+        config.mapper.finalAppearanceSteps = finalAppearanceSteps
+        config.mapper.keyframes.holdOut = holdOut
+        config.snapshotEveryKeyframes = snapshotEvery
+        config.snapshotEverySeconds = snapshotSeconds
+        config.checkpointEveryKeyframes = checkpointEvery
+        config.skipBadFrames = skipBadFrames
+        return config
     }
 }
 
@@ -126,9 +141,12 @@ struct Resume: ParsableCommand {
             let config = try MappingSession.savedConfig(dir)
             let source = try openSource(config.source)
             let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
-            let (keyframes, position) = try blockingRun { (await session.keyframeCount, await session.currentProgress.position) }
+            let (keyframes, position, last) = try blockingRun {
+                (await session.keyframeCount, await session.currentProgress.position, await session.lastKeyframe)
+            }
             log.info("resume: \(keyframes) keyframes restored, continuing at frame \(position)")
-            try runSession(session, source: source, label: "resume")
+            // A tracked stream continues from the last keyframe (the tracker relocalises against it).
+            try runSession(session, source: try openSource(config.source, seed: last), label: "resume")
         }
     }
 }
@@ -160,9 +178,33 @@ struct Export: ParsableCommand {
     }
 }
 
-/// Reopens the source a session was started on.
-func openSource(_ d: [String: String]) throws -> any FrameSource {
+/// Opens the source a session description names (`SessionConfig.source`); tracked sources (`track` = 1, and live
+/// ones) continue from `seed` when resuming.
+func openSource(_ d: [String: String], seed: Frame? = nil) throws -> any FrameSource {
+    let base = try openBaseSource(d)
+    guard d["track"] == "1" else { return base }
+    return try tracked(base, d, seed: seed)
+}
+
+/// `base` with the tracker's poses; the world frame is the given anchor, else the base's first given pose.
+func tracked<S: FrameSource>(_ base: S, _ d: [String: String], seed: Frame?) throws -> any FrameSource {
+    var anchor = RigidTransform.identity
+    if let text = d["anchor"], !text.isEmpty {
+        let v = text.split(separator: " ").compactMap { Double($0) }
+        guard v.count == 12 else {
+            throw MapError(.badPose, "session.json: the anchor pose has \(v.count) numbers, expected 12", hint: "start a new run")
+        }
+        anchor = RigidTransform(rowMajor: v)
+    } else if base.info.frameCount != nil {
+        anchor = try base.frame(at: 0).T_W_C
+    }
+    return TrackedSource(base: base, anchor: anchor, seed: seed)
+}
+
+func openBaseSource(_ d: [String: String]) throws -> any FrameSource {
     switch d["kind"] {
+    case "live-replay", "live-device":
+        return try openLiveSource(d)
     case "synthetic":
         var c = SyntheticSceneConfig()
         c.seed = UInt64(d["seed"] ?? "1") ?? 1
