@@ -77,8 +77,8 @@ public struct RGBDTracker: Sendable {
     public init(config: Config = Config()) { self.config = config }
 
     /// Tracks a frame: `depth` (metres, 0 = none) and `rgb` (any size; resampled to the depth's) seen with
-    /// `intrinsics` (of the depth image). The first frame defines the reference at `initialPose`. A lost frame keeps
-    /// the predicted pose and does not touch the reference.
+    /// `intrinsics` (of the depth image). The first frame defines the reference at `initialPose`. A lost frame gets
+    /// the predicted pose (constant velocity, which carries on to the next frame) and does not touch the reference.
     public mutating func track(depth: DepthImage, rgb: RGBImage, intrinsics k: Intrinsics,
                                initialPose: RigidTransform = .identity) -> Result {
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -118,7 +118,12 @@ public struct RGBDTracker: Sendable {
         inliers = final.inlierFraction; residual = final.rms
         let pose = (T_W_R * T_R_C).orthonormalized()
         let lost = !(inliers >= config.minInlierFraction && residual <= config.maxResidual) || !pose.isRigid()
-        if lost { return Result(T_W_C: predicted, inlierFraction: inliers, residual: residual, lost: true, newKeyframe: false) }
+        if lost {
+            // The motion model carries on through lost frames, so the next frame is predicted where the camera
+            // should be by then (a short blackout does not leave the guess frames behind).
+            self.lastPose = predicted
+            return Result(T_W_C: predicted, inlierFraction: inliers, residual: residual, lost: true, newKeyframe: false)
+        }
         velocity = lastPose.inverse * pose
         self.lastPose = pose
         let moved = T_R_C.translation, angle = T_R_C.rotationAngle * 180 / .pi
