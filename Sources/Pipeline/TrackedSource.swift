@@ -9,6 +9,10 @@ public struct TrackingOptions: Sendable, Codable, Equatable {
     /// Relocalisation aligns the current frame, from rest, against this many of the tracker's latest reference
     /// keyframes (newest first); if none fits, the run stops with a `trackingLost` error (the session is saved).
     public var relocaliseCandidates = 8
+    /// A relocalisation is accepted only with at least this inlier fraction and at most this RMS point-to-plane
+    /// residual (metres): stricter than tracking's own test, since a fit from rest can slide along planes.
+    public var relocaliseMinInliers = 0.5
+    public var relocaliseMaxResidual = 0.01
 
     public init() {}
 }
@@ -129,7 +133,8 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
                 var t = RGBDTracker(config: owner.tracker)
                 _ = t.track(depth: ref.depth, rgb: ref.rgb, intrinsics: ref.intrinsics, initialPose: ref.T_W_C)
                 let r = t.track(depth: frame.depth, rgb: frame.rgb, intrinsics: frame.intrinsics, initialPose: ref.T_W_C)
-                if !r.lost {
+                if !r.lost, r.inlierFraction >= owner.options.relocaliseMinInliers,
+                   r.residual <= owner.options.relocaliseMaxResidual {
                     tracker = t
                     return r.T_W_C
                 }

@@ -13,6 +13,11 @@ public struct RGBDTracker: Sendable {
     public struct Config: Sendable, Equatable {
         /// ICP iterations per pyramid level (each level halves the image), coarsest first.
         public var iterations: [Int] = [12, 10, 8, 8]
+        /// Coarser levels (with the coarsest level's iteration count) are added in front of `iterations` until the
+        /// coarsest image is at most this wide: the photometric term only converges over a few pixels of motion, so the
+        /// coarsest level must be about as small whatever the image size (the synthetic room's 0.11 m per frame lost
+        /// every frame at 320x240 with 4 levels, and none at 160x120).
+        public var maxCoarsestWidth = 24
         /// Correspondences farther apart than this (metres, at the finest level; x2 per coarser level) or with
         /// normals more than `maxNormalAngle` degrees apart are rejected.
         public var maxDistance: Double = 0.05
@@ -40,6 +45,13 @@ public struct RGBDTracker: Sendable {
         /// number of row chunks, in order).
         public var threads: Int = Parallel.defaultThreads
         public init() {}
+
+        /// Iterations per level, coarsest first, for images `width` pixels wide (see `maxCoarsestWidth`).
+        public func schedule(width: Int) -> [Int] {
+            var out = iterations
+            while out.count < 8, (width >> (out.count - 1)) > maxCoarsestWidth { out.insert(iterations[0], at: 0) }
+            return out
+        }
 
         /// Throws when a value is unusable.
         public func validate() throws {
@@ -82,7 +94,8 @@ public struct RGBDTracker: Sendable {
     public mutating func track(depth: DepthImage, rgb: RGBImage, intrinsics k: Intrinsics,
                                initialPose: RigidTransform = .identity) -> Result {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let current = Pyramid(depth: depth, rgb: rgb, intrinsics: k, levels: config.iterations.count,
+        let iterations = config.schedule(width: depth.width)
+        let current = Pyramid(depth: depth, rgb: rgb, intrinsics: k, levels: iterations.count,
                               near: config.near, far: config.far, threads: config.threads)
         let t1 = DispatchTime.now().uptimeNanoseconds
         lastTiming.pyramid = Double(t1 - t0) * 1e-9
@@ -97,10 +110,10 @@ public struct RGBDTracker: Sendable {
         let predicted = lastPose * velocity
         var T_R_C = T_W_R.inverse * predicted
         var inliers = 0.0, residual = 0.0
-        let levels = config.iterations.count
+        let levels = iterations.count
         for level in stride(from: levels - 1, through: 0, by: -1) {
             let maxDistance = config.maxDistance * pow(2, Double(level))
-            for _ in 0..<config.iterations[levels - 1 - level] {
+            for _ in 0..<iterations[levels - 1 - level] {
                 let step = Self.solveStep(current: current.levels[level], reference: reference.levels[level],
                                           T_R_C: T_R_C, maxDistance: maxDistance,
                                           minCos: cos(config.maxNormalAngle * .pi / 180), config: config,

@@ -33,7 +33,9 @@ final class Progress {
         let elapsed = Date().timeIntervalSince(start)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        let line = String(format: "%@ %d/%d  %.1f/s  ETA %.0fs%@", label, done, total, rate, eta, extra.isEmpty ? "" : "  " + extra)
+        let tail = extra.isEmpty ? "" : "  " + extra
+        let line = total > 0 ? String(format: "%@ %d/%d  %.1f/s  ETA %.0fs%@", label, done, total, rate, eta, tail)
+            : String(format: "%@ %d  %.1f/s%@", label, done, rate, tail)
         if interactive {
             FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K" + (done == total ? "\n" : "")).utf8))
         } else if total > 0 {

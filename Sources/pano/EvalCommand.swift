@@ -12,7 +12,7 @@ import Glibc
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate reconstructions against ground truth.",
-        subcommands: [EvalGeometry.self, EvalPanoptic.self, EvalImages.self, EvalBench.self])
+        subcommands: [EvalGeometry.self, EvalPanoptic.self, EvalImages.self, EvalTrajectory.self, EvalBench.self])
 }
 
 struct EvalGeometry: ParsableCommand {

@@ -139,14 +139,16 @@ struct Resume: ParsableCommand {
         try reportingErrors {
             let dir = URL(fileURLWithPath: directory)
             let config = try MappingSession.savedConfig(dir)
-            let source = try openSource(config.source)
+            var d = config.source
+            d["unplug-after"] = nil // a simulated unplug happens once
+            let source = try openSource(d)
             let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
             let (keyframes, position, last) = try blockingRun {
                 (await session.keyframeCount, await session.currentProgress.position, await session.lastKeyframe)
             }
             log.info("resume: \(keyframes) keyframes restored, continuing at frame \(position)")
             // A tracked stream continues from the last keyframe (the tracker relocalises against it).
-            try runSession(session, source: try openSource(config.source, seed: last), label: "resume")
+            try runSession(session, source: try openSource(d, seed: last), label: "resume")
         }
     }
 }
@@ -237,9 +239,9 @@ final class SessionProgressLine: @unchecked Sendable {
     func update(_ p: SessionProgress) {
         lock.lock(); defer { lock.unlock() }
         let fps = p.elapsed > 0 ? Double(p.framesIn) / p.elapsed : 0
-        progress.update(min(p.position, progress.total), extra: String(
-            format: "%@  in %d  keyframes %d  drops %d  loss %.4f  %.1f frames/s  snapshots %d", p.stage, p.framesIn,
-            p.keyframes, p.dropped, p.lastLoss, fps, p.snapshots))
+        progress.update(progress.total > 0 ? min(p.position, progress.total) : p.position, extra: String(
+            format: "%@  in %d  keyframes %d  drops %d  loss %.4f  %.1f frames/s  snapshots %d%@", p.stage, p.framesIn,
+            p.keyframes, p.dropped, p.lastLoss, fps, p.snapshots, p.masksReceived > 0 ? "  masks \(p.masksReceived)" : ""))
     }
 }
 
