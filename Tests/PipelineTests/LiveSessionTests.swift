@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import IO
 import MapCore
@@ -109,5 +110,55 @@ final class LiveSessionTests: XCTestCase {
         let estimated = try stored.map { try store.read($0).T_W_C }
         let truth = try stored.map { try scene.frame($0).frame.T_W_C }
         XCTAssertLessThan(RGBDTracker.ate(estimated, truth), 0.02)
+    }
+
+    /// A capture of the synthetic room replayed through the parser and tracked maps as well as the posed run of the
+    /// same frames (Chamfer-L1 within 20 %; the acceptance run is `pano live --replay` at 320x240, see README).
+    func testTrackedReplayMapsLikeThePosedRun() async throws {
+        let tmp = try TempDirectory("pano-live-chamfer")
+        defer { tmp.remove() }
+        var c = SyntheticSceneConfig.small(width: 64, height: 48, frameCount: 60, seed: 2)
+        c.depthNoise = .none
+        c.surfaceSampleCount = 200_000
+        let capture = try SyntheticCapture.scene(c)
+        c.width = 640 / Self.reduction
+        c.height = 480 / Self.reduction
+        let posed = try SyntheticScene(config: c)
+        let calibration = try SyntheticCapture.calibration(capture)
+        let packets = Box(try SyntheticCapture.packets(capture, frames: 0..<Self.frames))
+        var config = MappingSessionTests.config()
+        config.mapper.panoptic = false
+        config.mapper.appearance = false
+        config.snapshotEveryKeyframes = 0
+        config.checkpointEveryKeyframes = 0
+        config.storeKeyframes = true
+
+        let replay = TrackedSource(base: LiveSource(
+            name: "capture", intrinsics: calibration.colorCamera, frameRate: 10, vocabulary: nil,
+            reduction: Self.reduction, paced: false, isReplay: true) {
+                try KinectCamera(source: PacketList(Self.batches(packets.value)), calibration: calibration)
+            }, anchor: try posed.frame(0).frame.T_W_C)
+        try await MappingSession(config: config, info: replay.info, directory: tmp.appending("live")).run(replay)
+        var posedConfig = config
+        posedConfig.storeKeyframes = false
+        let source = Prefix(base: SyntheticSource(scene: posed), count: Self.frames)
+        try await MappingSession(config: posedConfig, info: source.info, directory: tmp.appending("posed")).run(source)
+
+        // Ground truth, and the streamed frames as a sequence: both sides are culled to what those frames see.
+        try PLY.write(SyntheticSequence(scene: posed).surfacePLY(posed.surfaceSamples()), to: tmp.appending("gt.ply"))
+        let writer = try SequenceWriter(directory: tmp.appending("seen"), name: "seen", intrinsics: posed.intrinsics)
+        for i in 0..<Self.frames {
+            var f = try posed.frame(i).frame
+            f.masks = nil
+            try writer.write(f)
+        }
+        try writer.finish()
+        func chamfer(_ run: String) throws -> Double {
+            try GeometryEvaluation.run(reconstruction: tmp.appending("\(run)/map/mesh.ply"), groundTruth: tmp.appending("gt.ply"),
+                                       sequence: tmp.appending("seen")).metrics.chamferL1
+        }
+        let live = try chamfer("live"), reference = try chamfer("posed")
+        print(String(format: "tracked replay Chamfer-L1 %.2f cm, posed %.2f cm", 100 * live, 100 * reference))
+        XCTAssertLessThanOrEqual(live, 1.2 * reference)
     }
 }

@@ -96,23 +96,23 @@ final class TrackedSessionTests: XCTestCase {
         XCTAssertTrue(indices.allSatisfy { $0 < 10 }, "\(indices)")
         XCTAssertLessThan(ate, 0.015)
     }
+}
 
-    /// The first `count` frames of a source.
-    struct Prefix<Base: FrameSource>: FrameSource where Base.Frames == IndexedFrames {
-        let base: Base
-        let count: Int
-        var info: SourceInfo {
-            var i = base.info
-            i.frameCount = count
-            return i
-        }
-        var isPaced: Bool { false }
-        func frame(at index: Int) throws -> Frame { try base.frame(at: index) }
-        func frames(from start: Int) -> IndexedFrames {
-            let base = self.base
-            return IndexedFrames(count: count, start: start) { i in
-                do { return .success(try base.frame(at: i)) } catch { return .failure(MapError(.badArgument, "\(error)")) }
-            }
+/// The first `count` frames of a source.
+struct Prefix<Base: FrameSource>: FrameSource where Base.Frames == IndexedFrames {
+    let base: Base
+    let count: Int
+    var info: SourceInfo {
+        var i = base.info
+        i.frameCount = count
+        return i
+    }
+    var isPaced: Bool { false }
+    func frame(at index: Int) throws -> Frame { try base.frame(at: index) }
+    func frames(from start: Int) -> IndexedFrames {
+        let base = self.base
+        return IndexedFrames(count: count, start: start) { i in
+            do { return .success(try base.frame(at: i)) } catch { return .failure(MapError(.badArgument, "\(error)")) }
         }
     }
 }
