@@ -10,7 +10,7 @@ import Glibc
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [IOBench.self, KernelsBench.self, PipelineBench.self, GaussianBench.self, TrackingBench.self])
+        subcommands: [IOBench.self, KernelsBench.self, PipelineBench.self, GaussianBench.self, TrackingBench.self, CameraBench.self])
 }
 
 struct IOBench: ParsableCommand {

@@ -261,7 +261,14 @@ func runSession(_ session: MappingSession, source: any FrameSource, label: Strin
         handlers.append(h)
     }
     defer { for h in handlers { h.cancel() } }
-    let result = try blockingRun { try await session.run(source) { line.update($0) } }
+    let result: SessionProgress
+    do { result = try blockingRun { try await session.run(source) { line.update($0) } } } catch let e as MapError
+        where e.kind == .deviceLost || e.kind == .trackingLost {
+        log.error("\(e)")
+        let position = (try? blockingRun { await session.currentProgress.position }) ?? 0
+        print("session saved in \(session.directory.path) (mapped up to frame \(position)); continue with `pano resume \(session.directory.path)`")
+        throw ExitCode(2)
+    }
     if result.stage == "stopped" {
         print("session saved in \(session.directory.path) at frame \(result.position); continue with `pano resume \(session.directory.path)`")
         throw ExitCode(130)
