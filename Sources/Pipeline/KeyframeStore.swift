@@ -30,7 +30,7 @@ public struct KeyframeStore: Sendable {
     public func write(_ frame: Frame) throws {
         try Files.createDirectory(directory)
         try Files.writeAtomically(Self.encode(frame), to: url(frame.index))
-        if colourPreviews && !Files.exists(previewURL(frame.index)) {
+        if colourPreviews {
             try Files.writeAtomically(try PNGCodec.encodeRGB8(frame.rgb), to: previewURL(frame.index))
         }
     }

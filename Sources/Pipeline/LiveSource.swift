@@ -6,7 +6,7 @@ import USBCamera
 /// (wrap it in a `TrackedSource`) and without masks (they come through the `MaskInbox`, or not at all).
 ///
 /// A camera (`paced`) runs on its own thread and delivers at the sensor's rate: when the pipeline falls behind, the
-/// oldest undelivered frames are dropped (counted by the frontend edge). A replay (`paced` false) is read when the
+/// oldest undelivered frames are dropped (on that thread, and on the frontend edge; both counted). A replay (`paced` false) is read when the
 /// pipeline asks, so a replayed session is deterministic. Frames are numbered in arrival order; when continuing a
 /// session at `start`, a replay skips its first `start` frames and a camera numbers its frames from `start` on.
 /// Frames are reduced by `reduction` (an integer factor) for mapping. A camera error (`USBError`, e.g. `.noDevice`
@@ -20,6 +20,9 @@ public struct LiveSource: FrameSource {
     public let paced: Bool
     /// A recording (frames before `start` are skipped on resume) rather than a device (numbering continues).
     public let isReplay: Bool
+    /// A device numbers its frames from at least this (on resume: above every index a stored keyframe or an inbox
+    /// mask already uses, so nothing from before a crash is mistaken for a new frame).
+    public var firstIndex = 0
     let open: @Sendable () throws -> any RGBDCamera
 
     /// `open` makes the camera when the stream starts (and again for every `frames(from:)`).
@@ -40,7 +43,9 @@ public struct LiveSource: FrameSource {
                        hint: "live sessions keep their keyframes in OUT/keyframes/")
     }
 
-    public func frames(from start: Int) -> LiveFrames { LiveFrames(source: self, start: max(0, start)) }
+    public func frames(from start: Int) -> LiveFrames {
+        LiveFrames(source: self, start: isReplay ? max(0, start) : max(0, start, firstIndex))
+    }
 
     /// The camera frame as a mapping frame: reduced, identity pose (the tracker sets it), no masks.
     func frame(_ c: CameraFrame, index: Int) -> Frame {
@@ -50,7 +55,7 @@ public struct LiveSource: FrameSource {
     }
 
     /// A camera failure as the pipeline reports it.
-    static func failure(_ error: any Error, frame: Int) -> MapError {
+    static func failure(_ error: any Error, frame: Int?) -> MapError {
         if let e = error as? MapError { return e.at(frame: frame) }
         if let e = error as? USBError {
             return MapError(e.code == .noDevice ? .deviceLost : .ioFailure, "camera: \(e)", frame: frame,
@@ -122,7 +127,7 @@ public struct LiveFrames: AsyncSequence, Sendable {
         func nextPaced() async -> Result<CameraFrame, MapError>? {
             if stream == nil {
                 let (s, continuation) = AsyncStream<Result<CameraFrame, MapError>>.makeStream(bufferingPolicy: .bufferingNewest(2))
-                let r = CameraReader(open: source.open, continuation: continuation, firstIndex: next)
+                let r = CameraReader(open: source.open, continuation: continuation, skip: source.isReplay ? next : 0)
                 reader = r
                 r.start()
                 stream = s.makeAsyncIterator()
@@ -134,18 +139,20 @@ public struct LiveFrames: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: source, start: start) }
 }
 
-/// The thread a paced camera is read on: blocking `nextFrame` calls, frames into a stream that keeps the newest.
+/// The thread a paced camera is read on: blocking `nextFrame` calls, frames into a stream that keeps the newest (frames
+/// the pipeline did not take in time are dropped here, counted and logged at the end). A replay first skips `skip`
+/// frames (unpaced is not possible here: the capture reader paces itself, so skipping costs their recorded time).
 final class CameraReader: @unchecked Sendable {
     // Safe: `stopped` is read and written under the lock; the camera lives on the reader thread only.
     let open: @Sendable () throws -> any RGBDCamera
     let continuation: AsyncStream<Result<CameraFrame, MapError>>.Continuation
-    let firstIndex: Int
+    let skip: Int
     private let lock = NSLock()
     private var stopped = false
 
     init(open: @escaping @Sendable () throws -> any RGBDCamera,
-         continuation: AsyncStream<Result<CameraFrame, MapError>>.Continuation, firstIndex: Int) {
-        self.open = open; self.continuation = continuation; self.firstIndex = firstIndex
+         continuation: AsyncStream<Result<CameraFrame, MapError>>.Continuation, skip: Int) {
+        self.open = open; self.continuation = continuation; self.skip = skip
     }
 
     var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
@@ -159,17 +166,23 @@ final class CameraReader: @unchecked Sendable {
 
     private func run() {
         var camera: (any RGBDCamera)?
-        defer { camera?.close(); continuation.finish() }
-        var count = 0
+        var dropped = 0
+        defer {
+            camera?.close()
+            continuation.finish()
+            if dropped > 0 { pipelineLog.warning("camera: \(dropped) frames dropped because the pipeline fell behind") }
+        }
         do {
             let c = try open()
             camera = c
+            var skipped = 0
+            while skipped < skip, !isStopped, try c.nextFrame() != nil { skipped += 1 }
             while !isStopped, let frame = try c.nextFrame() {
-                continuation.yield(.success(frame))
-                count += 1
+                if case .dropped = continuation.yield(.success(frame)) { dropped += 1 }
             }
         } catch {
-            if !isStopped { continuation.yield(.failure(LiveSource.failure(error, frame: firstIndex + count))) }
+            // The consumer numbers the failure (it knows which frame it would have been).
+            if !isStopped { continuation.yield(.failure(LiveSource.failure(error, frame: nil))) }
         }
     }
 }

@@ -150,7 +150,9 @@ actor Frontend {
                 await out.send(FrameEnvelope(index: item.index, frame: frame))
             } catch {
                 let e = (error as? MapError ?? MapError(.badFormat, "\(error)")).at(frame: item.index)
-                if skipBadFrames {
+                // A lost camera or lost tracking ends the stream whatever --skip-bad-frames says (the session is
+                // saved and can be resumed); only unreadable or invalid frames are skipped.
+                if skipBadFrames && e.kind != .deviceLost && e.kind != .trackingLost {
                     skipped += 1
                     pipelineLog.warning("skipped frame \(item.index): \(e)")
                 } else {
@@ -360,7 +362,8 @@ public actor MappingSession {
 
     static func liveParts(_ config: SessionConfig, directory: URL, vocabulary: Vocabulary?) throws
         -> (KeyframeStore?, MaskInbox?) {
-        let store = config.storeKeyframes
+        // Masks that arrived through the inbox exist only in the stored keyframes, so an inbox implies the store.
+        let store = config.storeKeyframes || config.maskInbox != nil
             ? KeyframeStore(directory: directory.appendingPathComponent("keyframes"), colourPreviews: config.maskInbox != nil)
             : nil
         let inbox = try config.maskInbox.map { try MaskInbox(directory: URL(fileURLWithPath: $0), vocabulary: vocabulary) }
@@ -470,6 +473,12 @@ public actor MappingSession {
         }
         try await snapshotsIdle()
         try await waitForMasks(report: report)
+        if stop.isSet { // Ctrl-C while waiting for masks: save and stop, as during mapping
+            try await checkpoint(sessionStore)
+            progress.stage = "stopped"
+            report?(progress)
+            return progress
+        }
         MemoryTrim.releaseFreedMemory() // mapping's working memory (frames, snapshot transients) is not needed again
         progress.stage = "refining"
         report?(progress)

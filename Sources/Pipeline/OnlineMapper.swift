@@ -187,6 +187,10 @@ public final class OnlineMapper {
         ages.append(0)
         grow(with: training)
         if let drop = config.keyframes.redundantKeyframe(poses: keyframes.map(\.T_W_C)) {
+            if let j = maskArrivals.firstIndex(of: keyframes[drop].index) {
+                maskArrivals.remove(at: j)
+                if j < roundsDone { roundsDone -= 1 }
+            }
             keyframes.remove(at: drop)
             ages.remove(at: drop)
             geometry.remove(slot: drop)

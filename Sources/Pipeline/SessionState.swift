@@ -80,7 +80,10 @@ enum SessionState {
                            hint: "start a new run")
         }
         try mapper.restore(keyframes: keyframes, ages: core.ages, observed: core.observed, rng: core.mapperRNG)
-        mapper.maskArrivals = core.maskArrivals ?? keyframes.filter { $0.masks != nil }.map(\.index)
+        mapper.maskArrivals = core.maskArrivals ?? []
+        // Keyframes whose masks arrived after this checkpoint was written (the store has them already) arrive now.
+        let listed = Set(mapper.maskArrivals)
+        mapper.maskArrivals += keyframes.filter { $0.masks != nil && !listed.contains($0.index) }.map(\.index)
         mapper.roundsDone = core.panopticRoundsDone ?? mapper.maskArrivals.count
         if let r = core.panopticWindowRNG { mapper.windowRNG = r }
         if let g = mapper.geometry {

@@ -78,6 +78,8 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
         let owner: TrackedFrames
         var tracker: RGBDTracker
         var started = false
+        /// The tracker's reference is the resume seed: the first frame placed against it restarts the motion model.
+        var fromSeed = false
         var lostInARow = 0
         /// Recent reference keyframes (newest last), for relocalisation.
         var references: [Frame] = []
@@ -91,6 +93,7 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
                         remember(seed)
                         _ = tracker.track(depth: seed.depth, rgb: seed.rgb, intrinsics: seed.intrinsics,
                                           initialPose: seed.T_W_C)
+                        fromSeed = true
                     }
                 }
                 let r = tracker.track(depth: frame.depth, rgb: frame.rgb, intrinsics: frame.intrinsics,
@@ -98,7 +101,12 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
                 if !r.lost {
                     lostInARow = 0
                     frame.T_W_C = r.T_W_C
-                    if r.newKeyframe { remember(frame) }
+                    if fromSeed {
+                        // The seed may be frames behind: its jump is no velocity.
+                        fromSeed = false
+                        restart(frame, at: r.T_W_C)
+                        remember(frame)
+                    } else if r.newKeyframe { remember(frame) }
                     owner.monitor.count(tracked: 1)
                     return SourceFrame(index: item.index, result: .success(frame))
                 }
@@ -107,6 +115,8 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
                 guard lostInARow >= owner.options.maxLostFrames else { continue }
                 if let pose = relocalise(frame) {
                     frame.T_W_C = pose
+                    restart(frame, at: pose)
+                    remember(frame)
                     lostInARow = 0
                     owner.monitor.count(tracked: 1, relocalised: 1)
                     return SourceFrame(index: item.index, result: .success(frame))
@@ -126,20 +136,25 @@ public struct TrackedFrames<Base: AsyncSequence & Sendable>: AsyncSequence, Send
             if references.count > owner.options.relocaliseCandidates { references.removeFirst() }
         }
 
-        /// Aligns `frame` from rest against each remembered reference, newest first; the first fit wins and becomes
-        /// the tracker (with its reference).
-        mutating func relocalise(_ frame: Frame) -> RigidTransform? {
+        /// Aligns `frame` from rest against each remembered reference, newest first; the first fit good enough (see
+        /// `TrackingOptions`) gives the pose.
+        func relocalise(_ frame: Frame) -> RigidTransform? {
             for ref in references.reversed() {
                 var t = RGBDTracker(config: owner.tracker)
                 _ = t.track(depth: ref.depth, rgb: ref.rgb, intrinsics: ref.intrinsics, initialPose: ref.T_W_C)
                 let r = t.track(depth: frame.depth, rgb: frame.rgb, intrinsics: frame.intrinsics, initialPose: ref.T_W_C)
                 if !r.lost, r.inlierFraction >= owner.options.relocaliseMinInliers,
                    r.residual <= owner.options.relocaliseMaxResidual {
-                    tracker = t
                     return r.T_W_C
                 }
             }
             return nil
+        }
+
+        /// A fresh tracker whose reference is `frame` at `pose` (no motion carried over).
+        mutating func restart(_ frame: Frame, at pose: RigidTransform) {
+            tracker = RGBDTracker(config: owner.tracker)
+            _ = tracker.track(depth: frame.depth, rgb: frame.rgb, intrinsics: frame.intrinsics, initialPose: pose)
         }
     }
 

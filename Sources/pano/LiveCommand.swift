@@ -60,6 +60,9 @@ struct Live: ParsableCommand {
 
     func validate() throws {
         guard device != (replay != nil) else { throw ValidationError("give either --device or --replay FILE") }
+        guard mapping.holdOut == 0 else {
+            throw ValidationError("--hold-out needs frames that can be read again; a live stream cannot (evaluate with `pano eval trajectory` or a posed sequence)")
+        }
         guard mapWidth > 0, SyntheticCapture.width % mapWidth == 0 else {
             throw ValidationError("--map-width must divide 640 (640, 320, 160)")
         }
@@ -105,12 +108,14 @@ func openLiveSource(_ d: [String: String]) throws -> LiveSource {
     let unplugAfter = d["unplug-after"].flatMap { Int($0) }
     if d["kind"] == "live-device" {
         let calibration = override ?? .kinectV1Default
-        return LiveSource(name: calibration.device.name, intrinsics: calibration.colorCamera, frameRate: 30,
-                          vocabulary: vocabulary, reduction: reduction, paced: true, isReplay: false) {
+        var source = LiveSource(name: calibration.device.name, intrinsics: calibration.colorCamera, frameRate: 30,
+                                vocabulary: vocabulary, reduction: reduction, paced: true, isReplay: false) {
             let device = try KinectDevice.open()
             try device.start()
             return FailingCamera.wrap(try KinectCamera(source: device, calibration: calibration), after: unplugAfter)
         }
+        source.firstIndex = Int(d["first-index"] ?? "") ?? 0
+        return source
     }
     guard let path = d["path"] else {
         throw MapError(.badFormat, "session.json names no capture file", hint: "start a new session")

@@ -141,6 +141,13 @@ struct Resume: ParsableCommand {
             let config = try MappingSession.savedConfig(dir)
             var d = config.source
             d["unplug-after"] = nil // a simulated unplug happens once
+            if d["kind"] == "live-device" { // new frames are numbered above anything stored before a crash
+                let used = KeyframeStore(directory: dir.appendingPathComponent("keyframes")).indices()
+                    + Files.list(URL(fileURLWithPath: config.maskInbox ?? "/nonexistent")).compactMap {
+                        $0.hasSuffix(".json") ? Int($0.dropLast(5)) : nil
+                    }
+                d["first-index"] = String((used.max() ?? -1) + 1)
+            }
             let source = try openSource(d)
             let session = try MappingSession(resuming: dir, info: source.info, frames: { try source.frame(at: $0) })
             let (keyframes, position, last) = try blockingRun {
