@@ -115,9 +115,8 @@ public final class OnlineMapper {
     /// `attachMasks`), and how many of these arrivals have had their panoptic round (see `panopticRounds`).
     public internal(set) var maskArrivals: [Int] = []
     public internal(set) var roundsDone = 0
-    /// Draws the panoptic windows' older keyframes: its own generator, so the windows do not depend on when the masks
-    /// arrived relative to the geometry steps.
-    var windowRNG: SeededRNG
+    /// Per kept keyframe (source index): the source indices of the geometry window it was integrated with.
+    public internal(set) var windows: [Int: [Int]] = [:]
     /// Blocks whose part of the field changed since the last snapshot.
     public private(set) var dirty: Set<BlockKey> = []
     var rng: SeededRNG
@@ -127,7 +126,6 @@ public final class OnlineMapper {
         self.config = config
         self.info = info
         rng = SeededRNG(seed: config.seed &+ 7)
-        windowRNG = SeededRNG(seed: config.seed &+ 11)
     }
 
     var usesPanoptic: Bool {
@@ -187,6 +185,7 @@ public final class OnlineMapper {
         ages.append(0)
         grow(with: training)
         if let drop = config.keyframes.redundantKeyframe(poses: keyframes.map(\.T_W_C)) {
+            windows[keyframes[drop].index] = nil
             if let j = maskArrivals.firstIndex(of: keyframes[drop].index) {
                 maskArrivals.remove(at: j)
                 if j < roundsDone { roundsDone -= 1 }
@@ -206,6 +205,7 @@ public final class OnlineMapper {
         }
         markDirty(slots)
         if frame.masks != nil { maskArrivals.append(frame.index) }
+        windows[frame.index] = slots.map { keyframes[$0].index }
         report.panoptic = panopticRounds()
         if let appearance {
             for _ in 0..<config.appearanceStepsPerKeyframe { report.appearance = appearance.step(slots: slots) }
@@ -225,35 +225,26 @@ public final class OnlineMapper {
     }
 
     /// The panoptic budget of every keyframe whose masks arrived since the last call: per arrival,
-    /// `panopticStepsPerKeyframe` steps on the window of that moment in arrival order — the last `window` keyframes to
-    /// get masks plus `replayed` older ones (those past `panopticMinAge` geometry steps). Keyframes are taken in the
-    /// order their masks arrived, not the order they were integrated: with masks arriving late, the panoptic
-    /// optimisation sees the same sequence of windows as with masks arriving with their frames, only later.
+    /// `panopticStepsPerKeyframe` steps on the geometry window that keyframe was integrated with (the keyframes of it
+    /// still kept, with masks and past `panopticMinAge` geometry steps). With masks arriving with their frames this
+    /// is each keyframe's own window at once; with masks arriving late the same windows come later, so the panoptic
+    /// steps see the same frames in the same order (against a geometry field that has moved on).
     public func panopticRounds() -> PanopticStepStats? {
-        guard let panoptic else { maskArrivals.removeAll(); return nil }
+        guard let panoptic else { roundsDone = maskArrivals.count; return nil }
         var stats: PanopticStepStats?
         while roundsDone < maskArrivals.count {
-            let end = roundsDone + 1
-            let policy = config.keyframes
-            let recent = Array(max(0, end - policy.window)..<end)
-            let older = max(0, end - policy.window)
-            var chosen = recent
-            if older > 0 && policy.replayed > 0 {
-                if older <= policy.replayed { chosen = Array(0..<older) + recent } else {
-                    var picked = Set<Int>()
-                    while picked.count < policy.replayed { picked.insert(Int(windowRNG.next() % UInt64(older))) }
-                    chosen = picked.sorted() + recent
-                }
-            }
-            let ready = chosen.compactMap { j -> Int? in
-                guard let slot = keyframes.firstIndex(where: { $0.index == maskArrivals[j] }),
+            let index = maskArrivals[roundsDone]
+            var window = windows[index] ?? []
+            if !window.contains(index) { window.append(index) }
+            let ready = window.compactMap { i -> Int? in
+                guard let slot = keyframes.firstIndex(where: { $0.index == i }), keyframes[slot].masks != nil,
                       ages[slot] >= config.panopticMinAge else { return nil }
                 return slot
             }
             if !ready.isEmpty {
                 for _ in 0..<config.panopticStepsPerKeyframe { stats = panoptic.step(slots: ready) }
             }
-            roundsDone = end
+            roundsDone += 1
         }
         return stats
     }

@@ -27,7 +27,7 @@ enum SessionState {
         /// Mask arrival order and panoptic rounds done (see `OnlineMapper.panopticRounds`); absent in older states.
         var maskArrivals: [Int]?
         var panopticRoundsDone: Int?
-        var panopticWindowRNG: SeededRNG?
+        var panopticWindows: [Int: [Int]]?
     }
 
     static func checkpoint(sequence: Int, config: SessionConfig, mapper: OnlineMapper,
@@ -37,7 +37,7 @@ enum SessionState {
                         keyframeIndices: mapper.keyframes.map(\.index), ages: mapper.ages, observed: mapper.observed,
                         mapperRNG: mapper.rng, keyframeState: keyframeState, position: position, progress: progress,
                         snapshotSequence: snapshotSequence, final: final, maskArrivals: mapper.maskArrivals,
-                        panopticRoundsDone: mapper.roundsDone, panopticWindowRNG: mapper.windowRNG)
+                        panopticRoundsDone: mapper.roundsDone, panopticWindows: mapper.windows)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var blobs: [String: [UInt8]] = ["state.json": Array(try enc.encode(core))]
@@ -85,7 +85,7 @@ enum SessionState {
         let listed = Set(mapper.maskArrivals)
         mapper.maskArrivals += keyframes.filter { $0.masks != nil && !listed.contains($0.index) }.map(\.index)
         mapper.roundsDone = core.panopticRoundsDone ?? mapper.maskArrivals.count
-        if let r = core.panopticWindowRNG { mapper.windowRNG = r }
+        mapper.windows = core.panopticWindows ?? [:]
         if let g = mapper.geometry {
             guard let blob = c.blobs["geometry.bin"], let s = core.geometry else {
                 throw MapError(.badFormat, "checkpoint \(c.sequence) lacks the geometry state", hint: "start a new run")
