@@ -20,6 +20,9 @@ struct EvalTrajectory: ParsableCommand {
     @Option(help: "Layout of --sequence instead of detecting it.")
     var format: String?
 
+    @Flag(help: "Print every keyframe's position error too.")
+    var perFrame = false
+
     func run() throws {
         try reportingErrors {
             let store = KeyframeStore(directory: URL(fileURLWithPath: session).appendingPathComponent("keyframes"))
@@ -32,8 +35,12 @@ struct EvalTrajectory: ParsableCommand {
             let estimated = try indices.map { try store.read($0).T_W_C }
             let reference = try indices.map { try reader.frame(at: $0).T_W_C }
             let errors = zip(estimated, reference).map { length($0.translation - $1.translation) }
-            if ProcessInfo.processInfo.environment["PANO_TRAJ"] != nil {
-                for (k, i) in indices.enumerated() { print(i, errors[k], estimated[k].translation, reference[k].translation) }
+            if perFrame {
+                for (k, i) in indices.enumerated() {
+                    let e = estimated[k].translation, r = reference[k].translation
+                    print(String(format: "frame %6d  error %6.2f cm  tracked (%.3f, %.3f, %.3f)  reference (%.3f, %.3f, %.3f)",
+                                 i, 100 * errors[k], e.x, e.y, e.z, r.x, r.y, r.z))
+                }
             }
             let worst = errors.indices.max { errors[$0] < errors[$1] }!
             print(String(format: "%d keyframes  ATE %.2f cm  max %.2f cm (frame %d)", indices.count,
