@@ -3,6 +3,7 @@ import Foundation
 import MapCore
 import Pipeline
 import Synthetic
+import TestSupport
 import USBCamera
 
 /// `pano bench camera`: the live decode path on a generated Kinect stream, against the sensor's 30 frames/s.
@@ -17,18 +18,6 @@ struct CameraBench: ParsableCommand {
     @Option(help: "Times the frames are decoded.")
     var repeats = 3
 
-    final class Packets: PacketSource {
-        let batches: [[CapturedPacket]]
-        var next = 0
-        init(_ batches: [[CapturedPacket]]) { self.batches = batches }
-        func nextPackets() throws -> [CapturedPacket]? {
-            guard next < batches.count else { return nil }
-            next += 1
-            return batches[next - 1]
-        }
-        func close() {}
-    }
-
     func run() throws {
         try reportingErrors {
             var c = SyntheticSceneConfig()
@@ -37,7 +26,6 @@ struct CameraBench: ParsableCommand {
             let calibration = try SyntheticCapture.calibration(scene)
             let perFrame = try SyntheticCapture.packets(scene)
             let packets = perFrame.flatMap { $0 }
-            let batches = stride(from: 0, to: packets.count, by: 64).map { Array(packets[$0..<min($0 + 64, packets.count)]) }
             print("bench camera: \(frames) frames of the synthetic room as Kinect packets (640x480, \(packets.count / frames) packets per frame), \(repeats) passes")
 
             var router = try KinectPacketRouter()
@@ -56,7 +44,7 @@ struct CameraBench: ParsableCommand {
                 var decoded = 0
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 for _ in 0..<repeats {
-                    let camera = try KinectCamera(source: Packets(batches), calibration: calibration, config: config)
+                    let camera = try KinectCamera(source: ListPacketSource(packets, batch: 64), calibration: calibration, config: config)
                     while try camera.nextFrame() != nil { decoded += 1 }
                 }
                 let s = Double(DispatchTime.now().uptimeNanoseconds - t1) * 1e-9

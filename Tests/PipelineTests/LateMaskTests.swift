@@ -20,14 +20,7 @@ final class LateMaskTests: XCTestCase {
             f.masks = nil
             return f
         }
-        func frames(from start: Int) -> IndexedFrames {
-            let source = self
-            return IndexedFrames(count: base.scene.frameCount, start: start) { i in
-                do { return .success(try source.frame(at: i)) } catch {
-                    return .failure(MapError(.badArgument, "\(error)", frame: i))
-                }
-            }
-        }
+        func frames(from start: Int) -> IndexedFrames { framesReading(self, count: base.scene.frameCount, from: start) }
     }
 
     /// A stand-in for an external segmenter: watches the session's keyframe previews and, `delay` seconds after one

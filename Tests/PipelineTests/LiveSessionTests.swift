@@ -12,14 +12,6 @@ import XCTest
 /// Live sessions end to end on the synthetic room recorded as a Kinect capture: packets → driver → parser → decoded
 /// frames → tracker → pipeline, with a scripted USB device standing in for the camera.
 final class LiveSessionTests: XCTestCase {
-    /// Packets from memory, in batches (a capture replayed without a file).
-    final class PacketList: PacketSource {
-        var batches: [[CapturedPacket]]
-        init(_ batches: [[CapturedPacket]]) { self.batches = batches }
-        func nextPackets() throws -> [CapturedPacket]? { batches.isEmpty ? nil : batches.removeFirst() }
-        func close() { batches = [] }
-    }
-
     /// Hands the camera opener a value made on the test's task (the opener runs on the pipeline's).
     final class Box<T>: @unchecked Sendable { // read once, by the opener
         let value: T
@@ -97,7 +89,7 @@ final class LiveSessionTests: XCTestCase {
         // last keyframe, and the run ends with a map.
         let rest = Box(Array(perFrame[saved.position...]))
         let continued = TrackedSource(base: try live(scene) {
-            try KinectCamera(source: PacketList(Self.batches(rest.value)), calibration: calibration)
+            try KinectCamera(source: ListPacketSource(rest.value.flatMap { $0 }), calibration: calibration)
         }, seed: seed)
         let result = try await resumed.run(continued)
         XCTAssertEqual(result.stage, "done")
@@ -137,7 +129,7 @@ final class LiveSessionTests: XCTestCase {
         let replay = TrackedSource(base: LiveSource(
             name: "capture", intrinsics: calibration.colorCamera, frameRate: 10, vocabulary: nil,
             reduction: Self.reduction, paced: false, isReplay: true) {
-                try KinectCamera(source: PacketList(Self.batches(packets.value)), calibration: calibration)
+                try KinectCamera(source: ListPacketSource(packets.value.flatMap { $0 }), calibration: calibration)
             }, anchor: try posed.frame(0).frame.T_W_C)
         try await MappingSession(config: config, info: replay.info, directory: tmp.appending("live")).run(replay)
         var posedConfig = config

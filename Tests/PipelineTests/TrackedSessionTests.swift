@@ -19,12 +19,7 @@ final class TrackedSessionTests: XCTestCase {
             if blind.contains(index) { f.depth.data = [Float](repeating: 0, count: f.depth.data.count) }
             return f
         }
-        func frames(from start: Int) -> IndexedFrames {
-            let source = self
-            return IndexedFrames(count: base.scene.frameCount, start: start) { i in
-                do { return .success(try source.frame(at: i)) } catch { return .failure(MapError(.badArgument, "\(error)")) }
-            }
-        }
+        func frames(from start: Int) -> IndexedFrames { framesReading(self, count: base.scene.frameCount, from: start) }
     }
 
     static func scene(frames: Int) throws -> SyntheticScene {
@@ -99,7 +94,7 @@ final class TrackedSessionTests: XCTestCase {
 }
 
 /// The first `count` frames of a source.
-struct Prefix<Base: FrameSource>: FrameSource where Base.Frames == IndexedFrames {
+struct Prefix<Base: FrameSource>: FrameSource {
     let base: Base
     let count: Int
     var info: SourceInfo {
@@ -109,10 +104,14 @@ struct Prefix<Base: FrameSource>: FrameSource where Base.Frames == IndexedFrames
     }
     var isPaced: Bool { false }
     func frame(at index: Int) throws -> Frame { try base.frame(at: index) }
-    func frames(from start: Int) -> IndexedFrames {
-        let base = self.base
-        return IndexedFrames(count: count, start: start) { i in
-            do { return .success(try base.frame(at: i)) } catch { return .failure(MapError(.badArgument, "\(error)")) }
+    func frames(from start: Int) -> IndexedFrames { framesReading(base, count: count, from: start) }
+}
+
+/// Frames `start..<count` of a test source, read through its `frame(at:)`.
+func framesReading<S: FrameSource>(_ source: S, count: Int, from start: Int) -> IndexedFrames {
+    IndexedFrames(count: count, start: start) { i in
+        do { return .success(try source.frame(at: i)) } catch {
+            return .failure(error as? MapError ?? MapError(.badArgument, "\(error)", frame: i))
         }
     }
 }

@@ -4,25 +4,6 @@ import TestSupport
 @testable import USBCamera
 import XCTest
 
-/// A packet source over a list, in batches of `batch` (tests' stand-in for a device).
-final class ListPacketSource: PacketSource {
-    private var packets: [CapturedPacket]
-    private var next = 0
-    let batch: Int
-    private(set) var closed = false
-
-    init(_ packets: [CapturedPacket], batch: Int = 50) { self.packets = packets; self.batch = batch }
-
-    func nextPackets() throws -> [CapturedPacket]? {
-        guard !closed, next < packets.count else { return nil }
-        let end = min(packets.count, next + batch)
-        defer { next = end }
-        return Array(packets[next..<end])
-    }
-
-    func close() { closed = true }
-}
-
 final class CaptureFileTests: XCTestCase {
     private var dir: TempDirectory!
 
